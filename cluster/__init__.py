@@ -1,0 +1,1 @@
+"""Where and how sweeps run: the CLI, local Ray, job submission, cluster configs, Slurm."""

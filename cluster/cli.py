@@ -1,0 +1,134 @@
+"""``tunefactory`` command line.
+
+Every user error (bad spec, bad data, bad run directory) prints one line per problem on
+stderr and exits 2, without a traceback; nothing is written under ``runs/`` before the
+spec and the data have been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+from trainables.errors import TunefactoryError  # noqa: E402
+
+
+def _add_run_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
+    p.add_argument("--name", help="run name (default: the spec's name; never overwrites a run)")
+    p.add_argument("--storage", help="root folder for runs (default: the spec's storage, 'runs')")
+    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, parsed as YAML: --set 'data.assets=[BTC-USDT]'")
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from cluster.sweep import run_sweep
+    from search_spaces.loader import load_spec
+
+    loaded = load_spec(a.spec, a.overrides)
+    run_sweep(loaded, name=a.name, storage=a.storage, address=a.address, num_cpus=a.num_cpus)
+    return 0
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from cluster.sweep import resume_sweep
+
+    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus)
+    return 0
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from search_spaces.loader import load_spec
+    from search_spaces.summary import summary
+
+    loaded = load_spec(a.spec, a.overrides)
+    print(summary(loaded))
+    return 0
+
+
+def _cmd_space(a: argparse.Namespace) -> int:
+    from search_spaces.loader import load_spec
+    from search_spaces.summary import space_table
+
+    print(space_table(load_spec(a.spec, a.overrides)))
+    return 0
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    out = build_report(a.run_dir)
+    print(f"{out / 'index.html'}\n{out / 'leaderboard.csv'}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from reports.export import export_run
+
+    for line in export_run(a.run_dir, a.registry, force=a.force):
+        print(line)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (public so the README and tests can list the commands)."""
+    p = argparse.ArgumentParser(prog="tunefactory", description="Hyperparameter and indicator-subset "
+                                "search for crypto forecasting models on Ray Tune + Keras.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a sweep and write its leaderboard")
+    _add_run_options(r)
+    r.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
+    r.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
+    r.set_defaults(fn=_cmd_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are kept)")
+    rs.add_argument("run_dir", type=Path)
+    rs.add_argument("--address")
+    rs.add_argument("--num-cpus", type=int)
+    rs.set_defaults(fn=_cmd_resume)
+
+    v = sub.add_parser("validate", help="check a spec and summarise it (exit 2 on errors)")
+    v.add_argument("spec", type=Path)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("space", help="size of the search space, trials and trial-epochs")
+    s.add_argument("spec", type=Path)
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(fn=_cmd_space)
+
+    rp = sub.add_parser("report", help="(re)write RUN_DIR/report/ from the files on disk")
+    rp.add_argument("run_dir", type=Path)
+    rp.set_defaults(fn=_cmd_report)
+
+    e = sub.add_parser("export", help="export each asset/timeframe winner to a registry folder")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--registry", type=Path, default=Path("winners"))
+    e.add_argument("--force", action="store_true", help="replace even a better or differently judged winner")
+    e.set_defaults(fn=_cmd_export)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tunefactory`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except TunefactoryError as e:
+        for line in str(e).splitlines():
+            print(line, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tunefactory: interrupted; continue with `tunefactory resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,109 @@
+"""A Ray Tune searcher with one independent Optuna study (or grid) per (asset, timeframe).
+
+Why not Ray's ``OptunaSearch`` over one space: the best LSTM for BTC 1d says nothing about
+ETH 4h, and a single TPE model fed with both would learn "asset" as a parameter. Why not
+one Tuner per group: the tail of each Tuner leaves CPUs idle. This searcher hands out
+trials round-robin over the groups, each from its own study, inside one Tuner, so all
+groups run concurrently and each gets exactly its own budget.
+
+The searcher tells Optuna the running best (``val_ratio_best``), never the last epoch's
+value: trials restore their best epoch, and a trial stopped by ASHA is still judged by its
+best epoch.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import optuna
+from ray.tune.search import Searcher
+
+from search_spaces.schema import Spec
+from search_spaces.space import grid_configs, suggest_config, trial_seed, trials_per_group
+
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+class GroupedSearcher(Searcher):
+    """Round-robin over groups; one Optuna study (TPE or random) or one grid per group.
+
+    Args:
+        spec: the validated spec.
+        metric: the metric to minimise (``val_ratio_best``).
+        mode: ``min``.
+    """
+
+    def __init__(self, spec: Spec, *, metric: str = "val_ratio_best", mode: str = "min") -> None:
+        super().__init__(metric=metric, mode=mode)
+        self.spec = spec
+        self.groups = [f"{a}/{tf}" for a, tf in spec.groups]
+        self.budget = trials_per_group(spec)
+        self.issued: dict[str, int] = dict.fromkeys(self.groups, 0)
+        self.live: dict[str, tuple[str, Any]] = {}
+        self.studies: dict[str, optuna.Study] = {}
+        self.grids: dict[str, list[dict[str, Any]]] = {}
+        algo = spec.search.algorithm
+        for gi, g in enumerate(self.groups):
+            seed = spec.search.seed * 1000 + gi
+            if algo == "grid":
+                pts = grid_configs(spec, group=g)
+                if spec.search.num_samples and spec.search.num_samples < len(pts):
+                    random.Random(seed).shuffle(pts)
+                    pts = pts[: spec.search.num_samples]
+                self.grids[g] = pts
+                continue
+            sampler: optuna.samplers.BaseSampler
+            if algo == "random":
+                sampler = optuna.samplers.RandomSampler(seed=seed)
+            else:
+                sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search.n_startup_trials,
+                                                     multivariate=True, group=True, constant_liar=True)
+            study = optuna.create_study(direction="minimize", sampler=sampler, study_name=g)
+            for point in spec.search.points_to_evaluate:
+                study.enqueue_trial(point, skip_if_exists=True)
+            self.studies[g] = study
+
+    @property
+    def total(self) -> int:
+        """Trials over all groups."""
+        return self.budget * len(self.groups)
+
+    def suggest(self, trial_id: str) -> dict[str, Any] | None:
+        open_groups = [g for g in self.groups if self.issued[g] < self.budget]
+        if not open_groups:
+            return Searcher.FINISHED  # type: ignore[return-value]
+        g = min(open_groups, key=lambda x: (self.issued[x], self.groups.index(x)))
+        n = self.issued[g]
+        self.issued[g] += 1
+        seed = trial_seed(self.spec.search.seed, g, n)
+        if g in self.grids:
+            cfg = dict(self.grids[g][n])
+            cfg["seed"] = seed
+            self.live[trial_id] = (g, None)
+        else:
+            ot = self.studies[g].ask()
+            cfg = suggest_config(self.spec, ot, group=g, seed=seed)
+            self.live[trial_id] = (g, ot)
+        cfg["trial_number"] = n
+        return cfg
+
+    def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        g, ot = self.live.pop(trial_id, (None, None))
+        if ot is None or g is None:
+            return
+        value = (result or {}).get(self.metric)
+        if error or value is None or value != value:
+            self.studies[g].tell(ot, state=optuna.trial.TrialState.FAIL)
+        else:
+            self.studies[g].tell(ot, float(value))
+
+    def save(self, checkpoint_path: str) -> None:
+        # Tune stores searcher state inside the run directory so `resume` can continue the
+        # studies; this file is only ever read back from the user's own run directory.
+        Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
+
+    def restore(self, checkpoint_path: str) -> None:
+        self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))  # noqa: S301

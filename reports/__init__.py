@@ -1,0 +1,1 @@
+"""Leaderboards, HTML reports and winner export, read from run directories on disk."""

@@ -1,0 +1,1 @@
+"""Data → indicators → windows → model → metrics, run as a Ray Tune trainable."""

@@ -1,0 +1,22 @@
+"""The one base error of tunefactory.
+
+Every user-facing failure (bad spec, bad data file, unknown run directory) raises a
+subclass of :class:`TunefactoryError`. The CLI prints ``str(err)`` as one line and exits
+with code 2; anything else is a bug and keeps its traceback.
+"""
+
+from __future__ import annotations
+
+
+class TunefactoryError(Exception):
+    """Base class for errors caused by user input; the message is one line saying what to fix."""
+
+    exit_code: int = 2
+
+
+class DataError(TunefactoryError):
+    """A candle or metric file violates a rule (``FILE: row N: rule; got VALUE``)."""
+
+
+class RunError(TunefactoryError):
+    """A run directory is missing, incomplete or was produced by another spec."""
