@@ -4,6 +4,12 @@ Run directory (``<storage>/<name>/``): Ray's own experiment state and one folder
 (``result.json`` with every reported row, ``params.json``, the final checkpoint), plus
 ``spec.yaml`` (the fully merged spec) and ``groups.json`` (per asset/timeframe: sample
 spans, persistence baselines, gaps) written by us before any trial starts.
+
+``storage`` may be a folder (local or a shared mount) or a URI (``s3://``, ``gs://``,
+``file://``); for URIs the report is built in a local mirror and uploaded next to the run.
+A trial that raises or whose loss becomes NaN ends as failed (Ray writes its reason to the
+trial's ``error.txt``; it is retried up to ``resources.max_failures`` times) and the sweep
+goes on.
 """
 
 from __future__ import annotations
@@ -18,6 +24,7 @@ from typing import Any
 
 import yaml
 
+from cluster import storage as st
 from search_spaces.loader import LoadedSpec
 from search_spaces.schema import Spec
 from trainables.data import load_candles
@@ -26,7 +33,9 @@ from trainables.errors import RunError
 from trainables.metrics import rmse
 
 METRIC = "val_ratio_best"
-WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore"}
+# TF_FORCE_GPU_ALLOW_GROWTH is read when TensorFlow first touches a GPU, so a worker never
+# grabs a whole card even if something initialises TF before configure_tensorflow runs.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
 
 
 def atomic_write(path: Path, text: str) -> None:
@@ -92,12 +101,33 @@ def resolve_run_dir(storage: str | Path, name: str, *, explicit_name: bool) -> P
     return run
 
 
+def resolve_run_location(storage: str | Path, name: str, *, explicit_name: bool) -> str:
+    """Like :func:`resolve_run_dir` but also for URIs (``s3://``, ``gs://``, ``file://``)."""
+    if not st.is_uri(storage):
+        return str(resolve_run_dir(storage, name, explicit_name=explicit_name))
+    run = st.join(str(storage), name)
+    if st.exists_nonempty(run):
+        if explicit_name:
+            raise RunError(f"{run}: run directory already exists; continue it with `tunefactory resume {run}` "
+                           "or choose another --name")
+        run = st.join(str(storage), f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return run
+
+
+def _error_reason(trial: Any) -> str:
+    """Last line of a failed trial's ``error.txt`` (the exception and its message)."""
+    try:
+        lines = [ln for ln in Path(trial.error_file).read_text(errors="replace").splitlines() if ln.strip()]
+        return lines[-1][:300] if lines else "failed"
+    except Exception:
+        return "failed"
+
+
 class _Progress:
     """One terminal line per finished trial (Ray's table is too wide for many groups)."""
 
-    def __init__(self, total: int, stream: Any = sys.stdout) -> None:
+    def __init__(self, total: int) -> None:
         self.total, self.done, self.failed = total, 0, 0
-        self.stream = stream
         self.t0 = time.perf_counter()
 
     def line(self, trial: Any, *, error: bool = False) -> None:
@@ -107,13 +137,13 @@ class _Progress:
         head = f"[{self.done:>4}/{self.total}] {el:6.0f}s {cfg.get('group', '?'):<16} {cfg.get('family', '?'):<6}"
         if error:
             self.failed += 1
-            print(f"{head} FAILED", file=self.stream, flush=True)
+            print(f"{head} FAILED: {_error_reason(trial)}", file=sys.stdout, flush=True)
             return
         ratio = res.get(METRIC)
         skill = f"{(1 - ratio) * 100:+.2f}% vs persistence" if ratio else "no result"
         print(f"{head} val_rmse_best={res.get('val_rmse_best', float('nan')):.5g} ({skill}) "
               f"epochs={res.get('epoch', '?')}{'' if res.get('done') else ' (stopped by ASHA)'}",
-              file=self.stream, flush=True)
+              file=sys.stdout, flush=True)
 
 
 def _callbacks(total: int) -> list[Any]:
@@ -135,21 +165,55 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     """Connect to a cluster (``auto`` or ``ray://``/``HOST:PORT``) or start a local one.
 
     The local instance binds to loopback and starts no dashboard: nothing is exposed.
+    With an explicit address, a token in ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` turns
+    token authentication on (Ray only does that by itself for ``auto``); a rejected or
+    missing token is a one-line :class:`~cluster.auth.ClusterError`.
     """
     import ray
+
+    from cluster.auth import ClusterError, enable_token_auth_for_address
 
     if ray.is_initialized():
         return
     env = {"env_vars": WORKER_ENV}
     if address:
-        ray.init(address=address, runtime_env=env, log_to_driver=False)
+        enable_token_auth_for_address()
+        try:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        except ray.exceptions.AuthenticationError as e:
+            raise ClusterError(f"Ray cluster at {address} rejected the connection: "
+                               f"{str(e).splitlines()[0].rstrip('.')}; set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) "
+                               "to the cluster's token (`ray get-auth-token` on its head node)") from None
+        except ConnectionError as e:
+            raise ClusterError(f"cannot connect to a Ray cluster at {address} ({str(e).splitlines()[0]}); "
+                               "inside a cluster use --address auto") from None
     else:
         ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
                  _node_ip_address="127.0.0.1")
 
 
-def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path) -> Any:
-    """The ``Tuner`` for a spec: grouped searcher, ASHA, resources, reuse of workers."""
+def _alive_nodes() -> int:
+    import ray
+
+    try:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception:
+        return 1
+
+
+def warn_if_node_local(storage: str | Path) -> str | None:
+    """Print (and return) the node-local storage warning when the connected cluster has several nodes."""
+    msg = st.node_local_warning(storage, nodes=_alive_nodes())
+    if msg:
+        print(msg, file=sys.stderr, flush=True)
+    return msg
+
+
+def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | str) -> Any:
+    """The ``Tuner`` for a spec: grouped searcher, ASHA, resources, reuse of workers.
+
+    ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Ray Tune writes the trials there.
+    """
     from ray import tune
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -166,6 +230,7 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path) -> 
                                        reduction_factor=spec.scheduler.reduction_factor)
     else:
         scheduler = FIFOScheduler()
+    parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
     trainable = tune.with_resources(tune.with_parameters(train_trial, datasets=dict(datasets)),
                                     {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
     return tune.Tuner(
@@ -175,11 +240,48 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path) -> 
                                     reuse_actors=True,
                                     trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
         run_config=tune.RunConfig(
-            name=run_dir.name, storage_path=str(run_dir.parent),
+            name=run_name, storage_path=parent,
             failure_config=tune.FailureConfig(max_failures=spec.resources.max_failures),
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=_callbacks(searcher.total), verbose=0),
     )
+
+
+def _write_run_file(location: str, name: str, text: str) -> None:
+    if st.is_uri(location):
+        st.write_text(st.join(location, name), text)
+    else:
+        atomic_write(Path(location) / name, text)
+
+
+def _report(location: str) -> Path:
+    """Build the report; for URIs in a local mirror, then upload ``report/`` next to the run."""
+    from reports.build import build_report
+
+    if not st.is_uri(location):
+        out = build_report(Path(location))
+        print(f"tunefactory: leaderboard {out / 'index.html'}", flush=True)
+        return Path(location)
+    local = st.download(location, st.local_mirror(location))
+    out = build_report(local)
+    st.upload(out, st.join(location, "report"))
+    print(f"tunefactory: leaderboard {st.join(location, 'report', 'index.html')} (local copy {out / 'index.html'})",
+          flush=True)
+    return local
+
+
+def _summary(location: str) -> None:
+    """One line: how many trials finished and failed (read back from storage)."""
+    from reports.collect import load_run
+
+    try:
+        run = load_run(st.local_mirror(location) if st.is_uri(location) else Path(location))
+    except Exception:
+        return
+    counts: dict[str, int] = {}
+    for t in run.trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    print("tunefactory: trials " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
 
 
 def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | None = None,
@@ -189,56 +291,162 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
     Args:
         loaded: the validated spec.
         name: run name (default: the spec's name, suffixed if it exists).
-        storage: root folder for runs (default: the spec's ``storage``).
+        storage: root folder or URI for runs (default: the spec's ``storage``).
         address: Ray cluster address (``auto`` inside a cluster); local Ray when None.
         num_cpus: CPUs of the local Ray instance (default: all).
+
+    Returns:
+        The run directory (for URI storage: the local mirror the report was built in).
     """
     spec = loaded.spec
-    run_dir = resolve_run_dir(storage or spec.storage, name or loaded.name, explicit_name=name is not None)
+    root = storage or spec.storage
+    location = resolve_run_location(root, name or loaded.name, explicit_name=name is not None)
     t0 = time.perf_counter()
     datasets = prepare_groups(spec)  # fails on bad data before anything is written
     prep_s = time.perf_counter() - t0
-    run_dir.mkdir(parents=True, exist_ok=True)
-    atomic_write(run_dir / "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
-    atomic_write(run_dir / "groups.json", json.dumps(
-        {"spec_file": str(loaded.path), "name": run_dir.name, "prepare_seconds": prep_s,
+    run_name = location.rstrip("/").rpartition("/")[2]
+    if not st.is_uri(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+    _write_run_file(location, "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
+    _write_run_file(location, "groups.json", json.dumps(
+        {"spec_file": str(loaded.path), "name": run_name, "prepare_seconds": prep_s,
          "groups": {g: group_summary(p) for g, p in datasets.items()}}, indent=1))
-    print(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {run_dir}",
+    print(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {location}",
           flush=True)
     init_ray(address, num_cpus=num_cpus)
-    tuner = build_tuner(spec, datasets, run_dir)
+    warn_if_node_local(root)
+    tuner = build_tuner(spec, datasets, location)
     t1 = time.perf_counter()
     tuner.fit()
     print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.0f}s", flush=True)
-    from reports.build import build_report
-
-    out = build_report(run_dir)
-    print(f"tunefactory: leaderboard {out / 'index.html'}", flush=True)
-    return run_dir
+    out = _report(location)
+    _summary(location)
+    return out
 
 
-def resume_sweep(run_dir: Path, *, address: str | None = None, num_cpus: int | None = None) -> Path:
-    """Continue an interrupted sweep in ``run_dir`` (finished trials are kept, not re-run)."""
+def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
+    """The final result row of a trial folder (``done`` with test scores), or None."""
+    import pyarrow.fs as pafs
+
+    path = f"{trial_path}/result.json"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as fh:
+        text = bytes(fh.read()).decode("utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("done") is True and "test_rmse" in row:
+            return row
+    return None
+
+
+def reconcile_state(location: str) -> dict[str, list[str]]:
+    """Make Ray's experiment state agree with the trial folders before ``Tuner.restore``.
+
+    A driver killed between a trial's final result and the next state snapshot leaves
+    that trial RUNNING in the state although its final row and checkpoint are on disk;
+    restoring as is would train it again. Such trials are marked TERMINATED. Unfinished
+    trials without a checkpoint restart from scratch, so their partial epoch rows are
+    cleared (the history then holds each epoch once).
+
+    Returns:
+        ``{"finished": [...], "cleared": [...]}`` trial ids.
+    """
+    import pyarrow.fs as pafs
+
+    if st.is_uri(location):
+        fs, root = pafs.FileSystem.from_uri(location)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(location).resolve())
+    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    done: dict[str, list[str]] = {"finished": [], "cleared": []}
+    if not states:
+        return done
+    with fs.open_input_stream(states[-1]) as fh:
+        state = json.loads(bytes(fh.read()).decode("utf-8"))
+    changed = False
+    for pair in state.get("trial_data", []):
+        trial, meta = json.loads(pair[0]), json.loads(pair[1])
+        status = trial.get("status")
+        if status in ("TERMINATED", "ERROR"):
+            continue
+        tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"
+        final = _trial_finished(fs, tpath)
+        if final is not None:
+            trial["status"] = "TERMINATED"
+            meta["last_result"] = final
+            pair[0], pair[1] = json.dumps(trial, indent=2), json.dumps(meta, indent=2)
+            done["finished"].append(trial["trial_id"])
+            changed = True
+            continue
+        ckpts = [i for i in fs.get_file_info(pafs.FileSelector(tpath, allow_not_found=True))
+                 if i.base_name.startswith("checkpoint_")]
+        if not ckpts:
+            for f in ("result.json", "progress.csv"):
+                if fs.get_file_info(f"{tpath}/{f}").type == pafs.FileType.File:
+                    with fs.open_output_stream(f"{tpath}/{f}") as out:
+                        out.write(b"")
+            done["cleared"].append(trial["trial_id"])
+    if changed:
+        tmp = f"{states[-1]}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(json.dumps(state).encode("utf-8"))
+        fs.move(tmp, states[-1])
+    return done
+
+
+def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: int | None = None,
+                 retry_failed: bool = False) -> Path:
+    """Continue an interrupted sweep in ``run_dir`` (finished trials are kept, not re-run).
+
+    Args:
+        run_dir: the run folder or URI that ``tunefactory run`` printed.
+        address: Ray cluster address; local Ray when None.
+        num_cpus: CPUs of the local Ray instance.
+        retry_failed: also run again the trials that failed (after their ``max_failures`` retries).
+
+    Raises:
+        RunError: not a run directory, or the sweep never started.
+    """
+    import tempfile
+
     from ray import tune
 
     from search_spaces.loader import load_spec
     from trainables.trainable import train_trial
 
-    run_dir = Path(run_dir).resolve()
-    if not (run_dir / "spec.yaml").is_file():
-        raise RunError(f"{run_dir}: not a tunefactory run directory (no spec.yaml)")
-    if not tune.Tuner.can_restore(str(run_dir)):
-        raise RunError(f"{run_dir}: no Ray Tune state to resume (the sweep never started); start it again "
+    location = str(run_dir) if st.is_uri(run_dir) else str(Path(run_dir).resolve())
+    spec_text = st.read_text(st.join(location, "spec.yaml"))
+    if spec_text is None:
+        raise RunError(f"{location}: not a tunefactory run directory (no spec.yaml)")
+    if not tune.Tuner.can_restore(location):
+        raise RunError(f"{location}: no Ray Tune state to resume (the sweep never started); start it again "
                        "with `tunefactory run`")
-    loaded = load_spec(run_dir / "spec.yaml")
+    if st.is_uri(location):
+        with tempfile.TemporaryDirectory(prefix="tunefactory-spec-") as tmp:
+            spec_file = Path(tmp) / "spec.yaml"
+            spec_file.write_text(spec_text, encoding="utf-8")
+            loaded = load_spec(spec_file)
+    else:
+        loaded = load_spec(Path(location) / "spec.yaml")
     datasets = prepare_groups(loaded.spec)
+    fixed = reconcile_state(location)
+    if fixed["finished"]:
+        print(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
+              "kept as finished", flush=True)
     init_ray(address, num_cpus=num_cpus)
+    warn_if_node_local(location.rstrip("/").rpartition("/")[0] if st.is_uri(location) else Path(location).parent)
     trainable = tune.with_resources(tune.with_parameters(train_trial, datasets=datasets),
                                     {"cpu": loaded.spec.resources.cpus, "gpu": loaded.spec.resources.gpus})
-    tuner = tune.Tuner.restore(str(run_dir), trainable=trainable, resume_unfinished=True, resume_errored=True)
+    tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
+                               resume_errored=retry_failed)
+    t1 = time.perf_counter()
     tuner.fit()
-    from reports.build import build_report
-
-    out = build_report(run_dir)
-    print(f"tunefactory: leaderboard {out / 'index.html'}", flush=True)
-    return run_dir
+    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.0f}s", flush=True)
+    out = _report(location)
+    _summary(location)
+    return out
