@@ -90,7 +90,7 @@ def fit_trial(config: Mapping[str, Any], data: Prepared, *,
     import keras
 
     from trainables.models import build_model
-    from trainables.reporting import EpochReporter
+    from trainables.reporting import EpochReporter, predict_eager
 
     t0 = time.perf_counter()
     keras.backend.clear_session(free_memory=True)
@@ -105,16 +105,15 @@ def fit_trial(config: Mapping[str, Any], data: Prepared, *,
         optimizer=_optimizer(config.get("optimizer", "adam"), float(config["learning_rate"]),
                              float(config.get("weight_decay", 0.0))),
         loss=_loss(config.get("loss", "mse")),
-        metrics=[keras.metrics.RootMeanSquaredError(name="rmse")],
         steps_per_execution=int(config.get("steps_per_execution", 16)),
         jit_compile=bool(config.get("jit_compile", False)),
     )
     persist_val = float(np.sqrt(np.mean((data.y[data.val_idx] - data.persistence[data.val_idx]) ** 2)))
     cb = EpochReporter(y_std=scaler.y_std, persistence_rmse=persist_val, patience=int(config.get("patience", 0)),
-                       sink=sink)
+                       validation=(xva, yva), sink=sink)
     setup_s = time.perf_counter() - t0
     model.fit(xtr, ytr, batch_size=int(config["batch_size"]), epochs=int(config["max_epochs"]),
-              validation_data=(xva, yva), callbacks=[cb], verbose=0, shuffle=True)
+              callbacks=[cb], verbose=0, shuffle=True)
     cb.restore_best()
 
     final: dict[str, Any] = {"epochs": len(cb.history), "best_epoch": cb.best_epoch,
@@ -122,7 +121,7 @@ def fit_trial(config: Mapping[str, Any], data: Prepared, *,
     preds: dict[str, np.ndarray] = {}
     for span, idx in (("val", data.val_idx), ("test", data.test_idx)):
         x = windows(data, cols, idx, lookback, scaler)
-        z = model.predict(x, batch_size=1024, verbose=0)[:, 0]
+        z = predict_eager(model, x)
         preds[span] = z.astype(np.float64) * scaler.y_std + scaler.y_mean
         final.update(scores(data.target, data.y[idx], preds[span], data.persistence[idx], span))
     final["val_rmse_best"] = cb.best

@@ -132,13 +132,16 @@ def test_cli_reports_bad_data_in_one_line_exit_2(tmp_path: Path, tiny_spec: Path
 
     data = tmp_path / "data"
     data.mkdir()
-    write(data, [GOOD[1], GOOD[0]], name="BTC-USDT_1d.csv")
+    days = pd.date_range("2023-01-01", periods=400, freq="D").strftime("%Y-%m-%dT%H:%M:%SZ")
+    rows = [f"{d},100,110,95,105,10" for d in days]
+    rows[1], rows[2] = rows[2], rows[1]  # lines 3 and 4 swapped
+    write(data, rows, name="BTC-USDT_1d.csv")
     runs = tmp_path / "runs"
     rc = main(["run", str(tiny_spec), "--storage", str(runs), "--set", f"data.path={data}"])
     err = capsys.readouterr().err.strip()
     assert rc == 2
     assert "Traceback" not in err and len(err.splitlines()) == 1
-    assert "BTC-USDT_1d.csv: line 3" in err and "sort the file" in err
+    assert "BTC-USDT_1d.csv: line 4" in err and "sort the file" in err
     assert not runs.exists()  # nothing half-written
 
 

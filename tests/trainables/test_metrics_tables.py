@@ -373,8 +373,6 @@ def test_malformed_candle_files_are_rejected(tmp_path: Path, case: str, data: by
     assert "\n" not in str(e.value)
 
 
-@pytest.mark.xfail(strict=True, raises=Exception, reason="trainables.data: a year outside datetime64[ns] "
-                   "(e.g. 2999) crashes in as_unit('ns') before the future check; see the report")
 def test_candle_file_far_future_year_is_a_data_error(tmp_path: Path) -> None:
     path = tmp_path / "BTC-USDT_1h.csv"
     path.write_bytes(H + R1 + b"2999-01-01T01:00:00Z,11,13,10,12,6\n")
