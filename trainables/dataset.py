@@ -17,12 +17,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
+import pandas as pd
 from numpy.lib.stride_tricks import sliding_window_view
 
 from trainables.data import TIMEFRAMES, Candles
 from trainables.errors import TunefactoryError
 from trainables.indicators import PoolMember, compute_features
-from trainables.targets import TARGETS
+from trainables.targets import TARGETS, TargetContext
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,13 @@ class Prepared:
         features: float32 ``[rows, columns]`` — every column of the pool.
         columns: names of ``features``' columns.
         y: float64 label per row (NaN where unavailable).
-        persistence: the persistence forecast per row.
+        persistence: the persistence forecast per row (known at the row's close).
         train_idx, val_idx, test_idx: sample rows of each span (ascending).
         max_lookback: the longest window any trial may use (gap mask is built for it).
         gaps_dropped: samples dropped because their window or label spans a gap.
+        ret: realised return ``close[t+h] / close[t] - 1`` per row (NaN where t+h is
+            beyond the data); a label-side quantity (looks ahead), used by the spike
+            metrics of volatility targets. None only in hand-built instances.
     """
 
     asset: str
@@ -68,6 +72,7 @@ class Prepared:
     gaps_dropped: int = 0
     source: str = ""
     meta: dict[str, object] = field(default_factory=dict)
+    ret: np.ndarray | None = None
 
     @property
     def group(self) -> str:
@@ -85,7 +90,8 @@ class Prepared:
 
 
 def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "multiplier",
-            horizon: int = 1, max_lookback: int = 32, split: Split | None = None) -> Prepared:
+            horizon: int = 1, max_lookback: int = 32, split: Split | None = None,
+            intraday: Candles | pd.DataFrame | None = None) -> Prepared:
     """Build the :class:`Prepared` arrays for one (asset, timeframe).
 
     Args:
@@ -97,21 +103,31 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
             length (or whose label) would span a gap in the candles are dropped, so every
             trial of the group sees exactly the same validation and test samples.
         split: chronological fractions.
+        intraday: the asset's 1h candles, for targets that need them (``volatility``,
+            ``volatility_q`` on timeframes coarser than 1h); ignored by the others.
 
     Raises:
-        TunefactoryError: when the data is too short for the split, horizon and lookback.
+        TunefactoryError: when the data is too short for the split, horizon and lookback,
+            or a target's inputs are missing.
     """
     split = split or Split()
     frame = candles.frame
     feats, names, warm = compute_features(frame, members)
     close_all = frame["close"].to_numpy(dtype=np.float64)
-    y_all = TARGETS[target].label(close_all, horizon)
-    persist_all = TARGETS[target].persistence(close_all, horizon)
     ts_all = frame["timestamp"].dt.as_unit("ns").astype("int64").to_numpy()
+    tg = TARGETS[target]
+    hourly = intraday.frame if isinstance(intraday, Candles) else intraday
+    ctx = TargetContext(close_all, horizon, ts_all, candles.timeframe, hourly if tg.needs_intraday else None)
+    y_all = tg.label(ctx)
+    persist_all = tg.persistence(ctx)
+    ahead = np.full(len(close_all), np.nan)
+    ahead[: len(close_all) - horizon] = close_all[horizon:]
+    ret_all = ahead / close_all - 1.0
 
     # Drop indicator warm-up rows: the same rows for every trial (depends on the pool only).
     sl = slice(warm, None)
     feats, close, y, persist, ts = feats[sl], close_all[sl], y_all[sl], persist_all[sl], ts_all[sl]
+    ret = ret_all[sl]
     n = len(ts)
     step = TIMEFRAMES[candles.timeframe].value
     # breaks[i] = number of gaps between row 0 and row i. A span a..b is gap-free iff
@@ -122,7 +138,9 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
     last = t + horizon
     ok = (first >= 0) & (last < n)
     ok[ok] &= breaks[last[ok]] == breaks[first[ok]]
-    ok &= np.isfinite(y) & np.isfinite(feats).all(axis=1)
+    # A sample needs its label and its persistence forecast (e.g. missing 1h candles make
+    # a realised volatility undefined), so every baseline is scored on the same samples.
+    ok &= np.isfinite(y) & np.isfinite(persist) & np.isfinite(feats).all(axis=1)
     # Rows needed by a window must be finite too (NaN features mid-series: metric gaps).
     bad_row = ~np.isfinite(feats).all(axis=1)
     if bad_row.any():
@@ -136,8 +154,8 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
             f"({warm} rows), lookback {max_lookback} and horizon {horizon}; need at least 30 — use more "
             "data, a shorter lookback or a shorter horizon")
     n_s = len(samples)
-    a = int(round(n_s * split.train))
-    b = int(round(n_s * (split.train + split.val)))
+    a = round(n_s * split.train)
+    b = round(n_s * (split.train + split.val))
     tr, va, te = samples[:a], samples[a:b], samples[b:]
     # Purge: labels of the last h samples before a boundary look into the next span.
     if len(va):
@@ -152,7 +170,7 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
     return Prepared(candles.asset, candles.timeframe, target, horizon, ts, close, feats, names, y, persist,
                     tr, va, te, max_lookback, gaps_dropped, str(candles.source),
                     {"warmup_rows": warm, "resampled_from": candles.resampled_from,
-                     "gaps": candles.gaps.summary()})
+                     "gaps": candles.gaps.summary()}, ret)
 
 
 @dataclass

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from trainables.dataset import Prepared, Scaler, fit_scaler, labels, windows
-from trainables.metrics import scores
+from trainables.metrics import span_scores
 
 _TF_THREADS: int | None = None
 
@@ -42,13 +42,63 @@ def configure_tensorflow(threads: int) -> None:
         tf.config.threading.set_inter_op_parallelism_threads(threads)
     except RuntimeError:
         pass  # TF already initialised in this process (e.g. by a test); keep its pools
-    for gpu in tf.config.list_physical_devices("GPU"):
-        # Several trials share one GPU: grow memory on demand instead of grabbing it all.
+    gpus = tf.config.list_physical_devices("GPU")
+    cap = gpu_memory_limit_mb(_gpu_share(), _gpu_total_mb()) if gpus else None
+    for gpu in gpus:
+        # Several trials share one GPU (resources.gpus < 1): cap each at its share of the
+        # card, or at least grow on demand instead of grabbing it all. Both must be set
+        # before TF first uses the GPU; TF_FORCE_GPU_ALLOW_GROWTH in the worker env covers
+        # code that touches it earlier.
         try:
-            tf.config.experimental.set_memory_growth(gpu, True)
-        except RuntimeError:
-            pass
+            if cap:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=cap)])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised in this process; keep its settings
     _TF_THREADS = threads
+
+
+def gpu_memory_limit_mb(share: float, total_mb: float | None, *, reserve_mb: int = 512) -> int | None:
+    """Per-trial GPU memory cap: the trial's share of the card less a CUDA-context reserve.
+
+    None (grow on demand instead) for a whole GPU or more, no GPU, or an unknown card size.
+    ``TUNEFACTORY_GPU_MEMORY_MB`` overrides the computed cap.
+    """
+    forced = os.environ.get("TUNEFACTORY_GPU_MEMORY_MB")
+    if forced:
+        return int(float(forced))
+    if not total_mb or share <= 0 or share >= 1:
+        return None
+    return max(256, int(total_mb * share) - reserve_mb)
+
+
+def _gpu_share() -> float:
+    """GPUs Ray reserved for this trial (0.25 when four trials share a card)."""
+    try:
+        import ray
+
+        return float(ray.get_runtime_context().get_assigned_resources().get("GPU", 0.0))
+    except Exception:
+        return 0.0
+
+
+def _gpu_total_mb() -> float | None:
+    """Memory of the first visible GPU in MB (``nvidia-smi``), None when unknown."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", visible],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return float(out.strip().splitlines()[0])
+    except Exception:
+        return None
 
 
 def _optimizer(name: str, lr: float, weight_decay: float) -> Any:
@@ -123,7 +173,8 @@ def fit_trial(config: Mapping[str, Any], data: Prepared, *,
         x = windows(data, cols, idx, lookback, scaler)
         z = predict_eager(model, x)
         preds[span] = z.astype(np.float64) * scaler.y_std + scaler.y_mean
-        final.update(scores(data.target, data.y[idx], preds[span], data.persistence[idx], span))
+        # Target units, price where the target converts, spike metrics on test for volatility.
+        final.update(span_scores(data, idx, preds[span], span, spikes=span == "test"))
     final["val_rmse_best"] = cb.best
     final["val_ratio_best"] = cb.best / persist_val
     final["train_seconds"] = time.perf_counter() - t0
