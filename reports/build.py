@@ -1,4 +1,15 @@
-"""Write ``RUN_DIR/report/``: leaderboard.csv, leaderboard.json and a self-contained index.html."""
+"""Write ``RUN_DIR/report/``: leaderboard.csv, leaderboard.json, summary.json and index.html.
+
+``index.html`` is self-contained: plotly.js is inlined once, every chart's data sits in
+a JSON script block, and a strict Content-Security-Policy forbids any fetch, so the
+folder opens offline from a USB stick or an e-mail attachment. Every string from a spec,
+a run directory or a data file is escaped (Jinja autoescape for HTML, ``\\u003c`` for
+JSON inside scripts).
+
+The first thing a reader sees is the verdict: whether each winner beats the persistence
+forecast ("next close = last close") on the test span, whether a confirmation over seeds
+and folds can tell it from persistence, and what trading it would have earned after fees.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +19,16 @@ from pathlib import Path
 from typing import Any
 
 import jinja2
+import markupsafe
+import numpy as np
 import pandas as pd
 
-from reports.collect import Run, leaderboard, load_run
+from reports import charts
+from reports.backtest import DEFAULT_FEE, Backtest, backtest
+from reports.collect import SCORED, Run, Trial, leaderboard, load_run
+from reports.confirm import NOT_DISTINGUISHABLE, load_confirmation
+from reports.export import winners
+from reports.files import atomic_write
 from trainables.errors import RunError
 
 _ENV = jinja2.Environment(
@@ -18,7 +36,16 @@ _ENV = jinja2.Environment(
     # Everything from a spec or a data file is user text: escape it all, always.
     autoescape=True,
     undefined=jinja2.StrictUndefined,
+    trim_blocks=True,
+    lstrip_blocks=True,
 )
+
+TOP_K = 10  # "top-k" of the indicator chart and the search-ranking table
+CURVES = 5  # learning curves drawn
+
+
+def _finite(v: Any) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _fmt(v: Any, digits: int = 5) -> str:
@@ -29,53 +56,341 @@ def _fmt(v: Any, digits: int = 5) -> str:
     return str(v)
 
 
-def _pct(v: Any) -> str:
-    return "—" if v is None or not isinstance(v, float) or not math.isfinite(v) else f"{v * 100:+.2f}%"
+def _pct(v: Any, digits: int = 2) -> str:
+    if not _finite(v):
+        return "—"
+    # A tiny skill must not print as "+0.00%": show two significant digits instead.
+    if v != 0 and abs(v) < 10 ** -(digits + 1):
+        return f"{v * 100:+.2g}%"
+    return f"{v * 100:+.{digits}f}%"
 
 
-_ENV.filters["fmt"] = _fmt
-_ENV.filters["pct"] = _pct
+def _share(v: Any) -> str:
+    return f"{v * 100:.1f}%" if _finite(v) else "—"
 
 
-def group_cards(run: Run, board: pd.DataFrame) -> list[dict[str, Any]]:
-    """Per (asset, timeframe): winner, baseline, counts and compute time."""
-    cards = []
-    for g, info in run.groups.items():
-        rows = board[board["group"] == g]
-        ok = rows[rows["status"].isin(["finished", "stopped"])]
-        win = ok.iloc[0].to_dict() if len(ok) else None
-        secs = float(rows["train_seconds"].fillna(0).sum()) if len(rows) else 0.0
-        cards.append({
-            "group": g, "info": info, "winner": win,
-            "finished": int((rows["status"] == "finished").sum()),
-            "stopped": int((rows["status"] == "stopped").sum()),
-            "failed": int((rows["status"] == "failed").sum()), "total": len(rows),
-            "compute_seconds": secs, "avg_seconds": secs / len(rows) if len(rows) else float("nan"),
-            "beats_persistence_on_test": bool(win and win["test_skill"] == win["test_skill"] and win["test_skill"] > 0),
-            "rows": rows.to_dict("records"),
-        })
-    return cards
+def _dur(v: Any) -> str:
+    if not _finite(v):
+        return "—"
+    s = float(v)
+    if s < 120:
+        return f"{s:.1f} s"
+    if s < 7200:
+        return f"{int(s // 60)} min {int(s % 60):02d} s"
+    return f"{int(s // 3600)} h {int(s % 3600 // 60):02d} min"
 
 
-def build_report(run_dir: Path | str) -> Path:
+_ENV.filters.update(fmt=_fmt, pct=_pct, share=_share, dur=_dur)
+
+
+def _num(v: Any) -> float:
+    try:
+        f = float(v)
+    except (TypeError, ValueError):
+        return math.nan
+    return f
+
+
+# The trial table: (header, board column, kind, css class). kind: num | pct | text | dur.
+TABLE = [
+    ("rank", "rank", "int", ""), ("status", "status", "text", "l"), ("family", "family", "text", "l"),
+    ("val RMSE", "val_rmse_best", "num", ""), ("val skill", "val_skill", "pct", ""),
+    ("test RMSE", "test_rmse", "num", ""), ("test skill", "test_skill", "pct", ""),
+    ("test MAE", "test_mae", "num", ""), ("dir. acc.", "test_diracc", "share", ""),
+    ("epochs", "epochs", "int", ""), ("best ep.", "best_epoch", "int", ""),
+    ("train s", "train_seconds", "num", ""), ("lookback", "lookback", "int", ""),
+    ("batch", "batch_size", "int", ""), ("lr", "learning_rate", "num", ""),
+    ("model", "model", "text", "l"), ("indicators", "indicators", "text", "l"), ("trial", "trial_id", "text", "l"),
+]
+
+
+def _cell(v: Any, kind: str) -> tuple[str, str | None]:
+    """(display text, sort key or None for text columns)."""
+    if kind == "text":
+        return ("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)), None
+    f = _num(v)
+    key = repr(f) if math.isfinite(f) else ""
+    if kind == "pct":
+        return _pct(f), key
+    if kind == "share":
+        return _share(f), key
+    if kind == "int":
+        return (str(int(f)) if math.isfinite(f) else "—"), key
+    return _fmt(f, 4 if kind == "num" else 5), key
+
+
+def _table_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+    out = []
+    for r in rows.to_dict("records"):
+        cells = []
+        for _, col, kind, cls in TABLE:
+            text, key = _cell(r.get(col), kind)
+            if col == "status" and r.get("error"):
+                text = f"{text}: {r['error']}"
+            cells.append({"text": text, "key": key, "cls": cls})
+        out.append({"cells": cells, "status": r.get("status"),
+                    "bad": _finite(r.get("test_skill")) and r["test_skill"] <= 0})
+    return out
+
+
+def _group_info(run: Run, group: str) -> dict[str, Any]:
+    """``groups.json`` entry with every field the template reads (missing ones blank)."""
+    info = dict(run.groups.get(group) or {})
+    info.setdefault("persistence_rmse", {})
+    info["persistence_rmse"] = {"val": info["persistence_rmse"].get("val"),
+                                "test": info["persistence_rmse"].get("test")}
+    spans = info.get("spans") or {}
+    info["spans"] = {k: list(spans.get(k) or ["?", "?"]) for k in ("train", "val", "test")}
+    samples = info.get("samples") or {}
+    info["samples"] = {k: samples.get(k, "?") for k in ("train", "val", "test")}
+    for k in ("source", "resampled_from", "gaps", "target", "timeframe", "asset"):
+        info.setdefault(k, None)
+    info.setdefault("horizon", 1)
+    return info
+
+
+def _timing(trials: list[Trial]) -> dict[str, float]:
+    secs = [t.wall_seconds if _finite(t.wall_seconds) else _num((t.final or {}).get("train_seconds"))
+            for t in trials]
+    compute = float(np.nansum(secs)) if secs else 0.0
+    starts = [t.started for t in trials if _finite(t.started)]
+    ends = [t.ended for t in trials if _finite(t.ended)]
+    wall = (max(ends) - min(starts)) if starts and ends and max(ends) > min(starts) else math.nan
+    done = sum(t.status in ("finished", "stopped", "failed") for t in trials)
+    return {"compute_seconds": compute, "avg_seconds": compute / len(trials) if trials else math.nan,
+            "wall_seconds": wall, "trials_per_hour": done / (wall / 3600) if _finite(wall) and wall > 0 else math.nan}
+
+
+def _baselines(info: dict[str, Any]) -> list[dict[str, Any]]:
+    """The group's reference forecasts from ``groups.json`` (persistence, drift, AR, ...)."""
+    rows = []
+    for name, b in (info.get("baselines") or {}).items():
+        if isinstance(b, dict):
+            rows.append({"name": str(name), "val_rmse": b.get("val_rmse"), "test_rmse": b.get("test_rmse"),
+                         "test_skill": b.get("test_skill"), "test_diracc": b.get("test_diracc")})
+    return rows
+
+
+def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backtest | None,
+             conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None = None) -> dict[str, str]:
+    """The group's one-line judgement: level (bad | warn | good) and text."""
+    if win is None:
+        return {"level": "bad", "text": "no trial finished with test scores: nothing to judge"}
+    skill = win.get("test_skill")
+    trade = ""
+    better = [b for b in baselines or [] if b["name"] != "persistence" and _finite(b.get("test_rmse"))
+              and _finite(win.get("test_rmse")) and b["test_rmse"] < win["test_rmse"]]
+    if better:
+        b = min(better, key=lambda r: r["test_rmse"])
+        trade += (f" The simple “{b['name']}” baseline does better on the test span (RMSE {_fmt(b['test_rmse'])} vs "
+                  f"{_fmt(win['test_rmse'])}).")
+    if bt is not None:
+        trade += (f" Trading its forecasts long/flat after {bt.fee * 100:g}% fees: {_pct(bt.strategy.total_return)} "
+                 f"vs buy-and-hold {_pct(bt.buy_hold.total_return)}.")
+    if not _finite(skill):
+        return {"level": "bad", "text": "the winner has no test score" + trade}
+    skill = _num(skill)
+    if skill <= 0:
+        return {"level": "bad", "text": f"the winner does NOT beat persistence on the test span (skill "
+                f"{_pct(skill)}): its forecasts are no better than “next close = last close”." + trade}
+    val = win.get("val_skill")
+    if _finite(val) and _num(val) <= 0:
+        return {"level": "bad", "text": f"the winner cannot be told from persistence: it did not beat it on the "
+                f"validation span it was chosen on (val skill {_pct(val)}), so its {_pct(skill)} on the test span "
+                "is most likely luck." + trade}
+    if conf is None:
+        return {"level": "warn", "text": f"the winner beats persistence on the test span by {_pct(skill)}, from one "
+                "seed on one split: not yet confirmed (run `tunefactory confirm`)." + trade}
+    spread = (f"{_pct(conf['test_skill_mean'])} ± {_pct(conf['test_skill_std']).lstrip('+')} over {conf['runs']} "
+              f"runs ({conf_meta.get('seeds') if conf_meta else '?'} seeds × {(conf_meta or {}).get('folds') or 1} "
+              "folds)")
+    if conf["verdict"] == NOT_DISTINGUISHABLE:
+        return {"level": "bad", "text": f"the winner beats persistence on the test span by {_pct(skill)}, but "
+                f"re-trained its skill is {spread}: {NOT_DISTINGUISHABLE}." + trade}
+    if conf["verdict"] == "beats persistence":
+        return {"level": "good", "text": f"the winner beats persistence on the test span by {_pct(skill)}, and "
+                f"re-trained its skill is {spread}." + trade}
+    return {"level": "bad" if conf["verdict"] == "worse than persistence" else "warn",
+            "text": f"the winner beats persistence on the test span by {_pct(skill)}; re-trained its skill is "
+                    f"{spread}: {conf['verdict']}." + trade}
+
+
+def _headline(cards: list[dict[str, Any]]) -> dict[str, str]:
+    """The sentence at the top of the page: does anything here beat persistence?"""
+    n = len(cards)
+    judged = [c for c in cards if c["winner"] is not None]
+    if not judged:
+        return {"level": "bad", "text": "No trial finished with test scores: there is nothing to trust yet."}
+    fails = [c for c in cards if c["winner"] is None or not (_finite(c["winner"].get("test_skill"))
+                                                             and c["winner"]["test_skill"] > 0)]
+    weak = [c for c in cards if c["verdict"]["level"] == "bad" and c not in fails]
+    rw = "“next close = last close”"
+    if n == 1:
+        if fails:
+            return {"level": "bad", "text": f"The winner does not beat persistence on the test span: it forecasts no "
+                    f"better than {rw}."}
+        if weak:
+            return {"level": "bad", "text": f"The winner cannot be told from persistence ({rw})."}
+    elif fails or weak:
+        parts = []
+        if fails:
+            parts.append(f"{len(fails)} of {n} winners do not beat persistence ({rw}) on the test span")
+        if weak:
+            parts.append(f"{len(weak)} {'more ' if fails else 'of ' + str(n) + ' winners '}cannot be told from it")
+        return {"level": "bad", "text": ("None of the winners beats persistence on the test span: they forecast no "
+                                         f"better than {rw}." if len(fails) == n else "; ".join(parts) + ".")}
+    if any(c["verdict"]["level"] == "warn" for c in cards):
+        return {"level": "warn", "text": ("The winner beats persistence on the test span, on one seed and one split: "
+                "it is not confirmed over seeds and folds yet." if n == 1 else f"All {n} winners beat persistence "
+                "on the test span, but not every one is confirmed over seeds and folds yet.")}
+    return {"level": "good", "text": f"{'The winner beats' if n == 1 else f'All {n} winners beat'} persistence on "
+            "the test span, confirmed over seeds and folds."}
+
+
+def _trial_json(t: Trial, row: dict[str, Any]) -> dict[str, Any]:
+    keep = ("epoch", "loss", "val_rmse", "val_rmse_best", "best_epoch", "train_seconds")
+    return {**{k: _clean(v) for k, v in row.items()}, "params": _clean(t.config),
+            "history": [{k: _clean(h[k]) for k in keep if k in h} for h in t.history]}
+
+
+def _clean(v: Any) -> Any:
+    """A value that ``json.dumps`` writes as strict JSON (NaN/inf become null), recursively."""
+    if isinstance(v, float):
+        return v if math.isfinite(v) else None
+    if isinstance(v, np.integer):
+        return int(v)
+    if isinstance(v, np.floating):
+        return _clean(float(v))
+    if isinstance(v, dict):
+        return {str(k): _clean(x) for k, x in v.items()}
+    if isinstance(v, (list, tuple)):
+        return [_clean(x) for x in v]
+    return v
+
+
+def _fig(fig: Any) -> markupsafe.Markup:
+    # Safe by construction: to_json escapes <, > and & (see charts.to_json).
+    return markupsafe.Markup(charts.to_json(fig))
+
+
+def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
+               confirmation: dict[str, Any] | None, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
+               with_charts: bool = True) -> dict[str, Any]:
+    """Everything the report shows about one (asset, timeframe)."""
+    info = _group_info(run, group)
+    rows = board[board["group"] == group]
+    trials = [t for t in run.trials if t.group == group]
+    by_id = {t.trial_id: t for t in trials}
+    scored_ids = rows[rows["status"].isin(SCORED) & rows["val_rmse_best"].notna()]["trial_id"].tolist()
+    ranked = [by_id[i] for i in scored_ids]
+    win = rows[rows["trial_id"] == winner.trial_id].iloc[0].to_dict() if winner is not None else None
+    counts = {s: int((rows["status"] == s).sum()) for s in ("finished", "stopped", "failed", "running")}
+    baselines = _baselines(info)
+
+    bt: Backtest | None = None
+    bt_error = ""
+    pred = None
+    target = str(info.get("target") or (winner.config.get("target") if winner else None) or "multiplier")
+    if winner is not None and winner.checkpoint is not None and (winner.checkpoint / "predictions.csv").is_file():
+        pred = pd.read_csv(winner.checkpoint / "predictions.csv")
+        tf = str(info.get("timeframe") or winner.config.get("timeframe"))
+        try:
+            bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
+        except (RunError, KeyError) as e:
+            bt_error = str(e)
+
+    conf_rows: list[dict[str, Any]] = []
+    conf_win = None
+    if confirmation:
+        conf_rows = [r for r in confirmation.get("ranking", []) if r.get("group") == group]
+        if winner is not None:
+            conf_win = next((r for r in conf_rows if r.get("trial_id") == winner.trial_id), None)
+
+    figs: list[dict[str, Any]] = []
+    notes: list[str] = []
+    if with_charts and trials:
+        pv = _num(info["persistence_rmse"]["val"])
+        study = charts.build_study(trials)
+        if ranked:
+            figs.append({"title": "history", "json": _fig(charts.fig_history(study, pv)), "wide": False, "note": ""})
+        imp, note = charts.importances(study)
+        if imp:
+            figs.append({"title": "importance", "json": _fig(charts.fig_importance(imp)), "wide": False, "note": note})
+        else:
+            notes.append(f"Parameter importance: {note}.")
+        if ranked:
+            k = min(top_k, len(ranked))
+            freq = charts.indicator_frequency(ranked, k)
+            if not freq.empty:
+                figs.append({"title": "indicators", "json": _fig(charts.fig_indicators(freq, k, len(ranked))),
+                             "wide": False, "note": ""})
+            figs.append({"title": "curves", "json": _fig(charts.fig_learning_curves(ranked[:CURVES], pv)), "wide": False,
+                         "note": ""})
+        if pred is not None:
+            figs.append({"title": "predictions", "json": _fig(charts.fig_predictions(pred, target=target)),
+                         "wide": True, "note": ""})
+        if bt is not None:
+            figs.append({"title": "equity", "json": _fig(charts.fig_equity(bt)), "wide": True, "note": ""})
+
+    return {
+        "group": group, "info": info, "winner": win, "winner_trial": winner, "counts": counts, "total": len(rows),
+        **_timing(trials), "backtest": bt, "backtest_error": bt_error,
+        "rows": _table_rows(rows), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])]),
+        "confirm_rows": conf_rows, "confirm_winner": conf_win,
+        "verdict": _verdict(win, conf_win, bt, confirmation, baselines), "figs": figs, "notes": notes,
+        "baselines": baselines,
+    }
+
+
+def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
     """Write the report folder of a run and return its path.
 
+    Args:
+        run_dir: a run directory.
+        top_k: how many best trials the indicator chart and the ranking table consider.
+        fee: fee per trade of the backtest (fraction; 0.001 = 0.1 %).
+
     Raises:
-        RunError: not a run directory.
+        RunError: not a run directory, bad options, or it holds no trial yet (the report is
+            still written then).
     """
+    if top_k < 1:
+        raise RunError(f"--top-k must be >= 1; got {top_k}")
+    if not 0 <= fee < 1:
+        raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
     board = leaderboard(run)
+    confirmation = load_confirmation(run.path)
+    best = winners(run)
+    groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
+    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee) for g in groups]
+    headline = _headline(cards)
+
     out = Path(run_dir) / "report"
     out.mkdir(exist_ok=True)
-    from cluster.sweep import atomic_write
-
     atomic_write(out / "leaderboard.csv", board.to_csv(index=False))
-    atomic_write(out / "leaderboard.json", json.dumps(
-        json.loads(board.to_json(orient="records")), indent=1))
+    by_id = {t.trial_id: t for t in run.trials}
+    records = [_trial_json(by_id[r["trial_id"]], r) for r in board.to_dict("records")]
+    atomic_write(out / "leaderboard.json", json.dumps({
+        "run": {"name": run.name, "path": str(run.path), "spec_file": run.meta.get("spec_file")},
+        "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False))
+    atomic_write(out / "summary.json", json.dumps({
+        "headline": headline,
+        "groups": [{"group": c["group"], "verdict": c["verdict"], "winner": {k: _clean(v) for k, v in
+                                                                              (c["winner"] or {}).items()},
+                    "counts": c["counts"], "total": c["total"], "compute_seconds": _clean(c["compute_seconds"]),
+                    "trials_per_hour": _clean(c["trials_per_hour"]),
+                    "backtest": c["backtest"].to_dict() if c["backtest"] else None,
+                    "confirmation": c["confirm_winner"]} for c in cards]}, indent=1, default=_clean))
+    import plotly.offline
+
     html = _ENV.get_template("index.html.j2").render(
-        name=run.meta.get("name", Path(run_dir).name), spec_file=run.meta.get("spec_file", ""),
-        cards=group_cards(run, board), n_trials=len(board),
-        target=(run.spec.get("target") or {}).get("kind", "multiplier"))
+        name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
+        n_trials=len(board), headline=headline, table_headers=TABLE, confirmation=confirmation, top_k=top_k, fee=fee,
+        target=(run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict)
+        else "multiplier",
+        # plotly.js is MIT-licensed static text shipped in the plotly wheel; inlined once.
+        plotly_js=markupsafe.Markup(plotly.offline.get_plotlyjs()))
     atomic_write(out / "index.html", html)
     if board.empty:
         raise RunError(f"{run_dir}: no trials found; the report is empty")

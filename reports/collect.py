@@ -1,8 +1,19 @@
-"""Read a run directory from disk (no Ray needed): trials, their histories and final scores."""
+"""Read a run directory from disk (no Ray needed): trials, their histories and final scores.
+
+Run directory layout (written by ``cluster.sweep``)::
+
+    spec.yaml                 the fully merged spec
+    groups.json               per (asset, timeframe): spans, sample counts, persistence RMSE
+    trial_<id>/params.json    the trial config
+    trial_<id>/result.json    JSON lines: one row per epoch, the last (``done``) with test scores
+    trial_<id>/error.txt      Ray's traceback when the trial failed
+    trial_<id>/checkpoint_*/  model.keras, scaler.json, trial.json, predictions.csv
+"""
 
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -11,19 +22,38 @@ import pandas as pd
 
 from trainables.errors import RunError
 
+#: Statuses of trials that produced a usable validation score.
+SCORED = ("finished", "stopped")
+
 
 @dataclass
 class Trial:
-    """One trial as found on disk."""
+    """One trial as found on disk.
+
+    Attributes:
+        trial_id: Ray's trial id.
+        path: the trial folder.
+        config: ``params.json``.
+        history: per-epoch rows (without the final scores row).
+        final: the final row (``done``, with test scores) or ``None``.
+        status: ``finished`` | ``stopped`` (cut by ASHA) | ``failed`` | ``running``.
+        error: last line of ``error.txt`` for failed trials.
+        checkpoint: the newest checkpoint folder holding ``model.keras``.
+        started, ended: Unix seconds of the trial's first and last report (NaN if unknown).
+        wall_seconds: Ray's wall time of the trial (includes set-up; NaN if unknown).
+    """
 
     trial_id: str
     path: Path
     config: dict[str, Any]
     history: list[dict[str, Any]]
     final: dict[str, Any] | None
-    status: str  # finished | stopped | failed | running
+    status: str
     error: str | None = None
     checkpoint: Path | None = None
+    started: float = math.nan
+    ended: float = math.nan
+    wall_seconds: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -31,7 +61,16 @@ class Trial:
         return str(self.config.get("group", "?"))
 
     @property
+    def number(self) -> int | None:
+        """The searcher's trial number within its group (issue order), if recorded."""
+        n = self.config.get("trial_number")
+        return int(n) if isinstance(n, (int, float)) else None
+
+    @property
     def best(self) -> float:
+        """Best validation RMSE over the epochs run (``inf`` when no epoch reported)."""
+        if self.final is not None and "val_rmse_best" in self.final:
+            return float(self.final["val_rmse_best"])
         rows = [r for r in self.history if "val_rmse_best" in r]
         return float(rows[-1]["val_rmse_best"]) if rows else float("inf")
 
@@ -46,6 +85,10 @@ class Run:
     trials: list[Trial]
     meta: dict[str, Any]
 
+    @property
+    def name(self) -> str:
+        return str(self.meta.get("name") or self.path.name)
+
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
     if not path.is_file():
@@ -56,9 +99,11 @@ def _read_results(path: Path) -> list[dict[str, Any]]:
         if not line:
             continue
         try:
-            rows.append(json.loads(line))
+            row = json.loads(line)
         except json.JSONDecodeError:
             continue  # a line being written while we read; the rest is intact
+        if isinstance(row, dict):
+            rows.append(row)
     return rows
 
 
@@ -68,18 +113,27 @@ def _error_text(trial_dir: Path) -> str | None:
         return None
     lines = [ln for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
     # Ray writes the whole traceback; the reason a user needs is its last line.
-    return lines[-1][:500] if lines else "failed"
+    return lines[-1].strip()[:500] if lines else "failed"
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
 def load_trial(trial_dir: Path) -> Trial | None:
-    """Read one trial folder (``None`` when it has no params yet)."""
+    """Read one trial folder (``None`` when it has no readable params yet)."""
     params = trial_dir / "params.json"
     if not params.is_file():
         return None
-    config = json.loads(params.read_text(encoding="utf-8"))
-    history = _read_results(trial_dir / "result.json")
-    final = next((r for r in reversed(history) if r.get("done") is True and "test_rmse" in r), None)
-    epochs = [r for r in history if "test_rmse" not in r]
+    try:
+        config = json.loads(params.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # being written by Ray right now; the next report picks it up
+    if not isinstance(config, dict):
+        return None
+    rows = _read_results(trial_dir / "result.json")
+    final = next((r for r in reversed(rows) if r.get("done") is True and "test_rmse" in r), None)
+    epochs = [r for r in rows if "test_rmse" not in r]
     err = _error_text(trial_dir)
     if final is not None:
         status = "finished"
@@ -90,8 +144,19 @@ def load_trial(trial_dir: Path) -> Trial | None:
     else:
         status = "running"
     ckpts = sorted(p for p in trial_dir.glob("checkpoint_*") if (p / "model.keras").is_file())
-    tid = str(history[-1].get("trial_id")) if history else trial_dir.name.removeprefix("trial_")
-    return Trial(tid, trial_dir, config, epochs, final, status, err, ckpts[-1] if ckpts else None)
+    tid = str(rows[-1].get("trial_id")) if rows and rows[-1].get("trial_id") else trial_dir.name.removeprefix("trial_")
+    if rows:
+        first, last = rows[0], rows[-1]
+        started = _num(first.get("timestamp")) - (_num(first.get("time_this_iter_s")) if
+                                                   "time_this_iter_s" in first else 0.0)
+        ended, wall = _num(last.get("timestamp")), _num(last.get("time_total_s"))
+    else:
+        # A trial that failed before its first report: the files' times are all we have.
+        started = params.stat().st_mtime
+        ended = (trial_dir / "error.txt").stat().st_mtime if err is not None else math.nan
+        wall = ended - started if err is not None else math.nan
+    return Trial(tid, trial_dir, config, epochs, final, status, err, ckpts[-1] if ckpts else None,
+                 started, ended, wall)
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -101,27 +166,39 @@ def load_run(run_dir: Path | str) -> Run:
         RunError: the directory is not a tunefactory run.
     """
     run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise RunError(f"{run_dir}: no such run directory; pass the folder that `tunefactory run` printed")
     if not (run_dir / "groups.json").is_file():
         raise RunError(f"{run_dir}: not a tunefactory run directory (no groups.json); pass the folder that "
                        "`tunefactory run` printed")
-    meta = json.loads((run_dir / "groups.json").read_text(encoding="utf-8"))
+    try:
+        meta = json.loads((run_dir / "groups.json").read_text(encoding="utf-8"))
+        groups = meta["groups"]
+    except (json.JSONDecodeError, KeyError, TypeError):
+        raise RunError(f"{run_dir / 'groups.json'}: unreadable (not the JSON `tunefactory run` writes)") from None
     import yaml
 
-    spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8")) if (run_dir / "spec.yaml").is_file() else {}
+    spec: Any = {}
+    if (run_dir / "spec.yaml").is_file():
+        try:
+            spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
+        except yaml.YAMLError:
+            raise RunError(f"{run_dir / 'spec.yaml'}: not valid YAML") from None
     trials = []
     for d in sorted(run_dir.glob("trial_*")):
         if d.is_dir():
             t = load_trial(d)
             if t is not None:
                 trials.append(t)
-    return Run(run_dir, spec or {}, meta["groups"], trials, meta)
+    return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta)
 
 
 LEADERBOARD_COLUMNS = [
-    "group", "rank", "trial_id", "status", "family", "val_rmse_best", "val_skill", "test_rmse",
-    "test_persistence_rmse", "test_skill", "test_mae", "test_diracc", "epochs", "best_epoch",
-    "train_seconds", "lookback", "batch_size", "learning_rate", "loss", "optimizer", "model", "indicators",
-    "n_indicators", "seed", "n_params", "error",
+    "group", "rank", "trial_id", "trial_number", "status", "family", "val_rmse_best", "val_skill", "test_rmse",
+    "test_persistence_rmse", "test_skill", "test_mae", "test_diracc", "test_mape", "test_price_mape", "epochs",
+    "best_epoch",
+    "train_seconds", "wall_seconds", "lookback", "batch_size", "learning_rate", "loss", "optimizer", "model",
+    "indicators", "n_indicators", "seed", "n_params", "error",
 ]
 
 
@@ -129,34 +206,46 @@ def leaderboard(run: Run) -> pd.DataFrame:
     """One row per trial, ranked by validation RMSE within each (asset, timeframe).
 
     Test scores are shown, never used to rank: the test span stays out of selection.
+    ``indicators`` lists the feature columns the trial trained on (pool members with their
+    chosen parameters, e.g. ``rsi_14``).
     """
     rows = []
     for t in run.trials:
         c, f = t.config, t.final or {}
         g = run.groups.get(t.group, {})
         pv = g.get("persistence_rmse", {}).get("val")
-        best = t.best if t.history else float("nan")
+        best = t.best if t.history or t.final else math.nan
+        last = t.history[-1] if t.history else {}
         rows.append({
-            "group": t.group, "trial_id": t.trial_id, "status": t.status, "family": c.get("family"),
+            "group": t.group, "trial_id": t.trial_id, "trial_number": t.number, "status": t.status,
+            "family": c.get("family"),
             "val_rmse_best": best,
-            "val_skill": (1 - best / pv) if pv and best == best and best != float("inf") else float("nan"),
-            "test_rmse": f.get("test_rmse", float("nan")),
-            "test_persistence_rmse": g.get("persistence_rmse", {}).get("test", float("nan")),
-            "test_skill": f.get("test_skill", float("nan")), "test_mae": f.get("test_mae", float("nan")),
-            "test_diracc": f.get("test_diracc", float("nan")),
-            "epochs": len(t.history), "best_epoch": f.get("best_epoch", t.history[-1].get("best_epoch") if t.history else None),
-            "train_seconds": f.get("train_seconds", t.history[-1].get("train_seconds") if t.history else float("nan")),
+            "val_skill": (1 - best / pv) if pv and math.isfinite(best) else math.nan,
+            "test_rmse": f.get("test_rmse", math.nan),
+            "test_persistence_rmse": g.get("persistence_rmse", {}).get("test", math.nan),
+            "test_skill": f.get("test_skill", math.nan), "test_mae": f.get("test_mae", math.nan),
+            "test_diracc": f.get("test_diracc", math.nan), "test_mape": f.get("test_mape", math.nan),
+            "test_price_mape": f.get("test_price_mape", math.nan),
+            "epochs": len(t.history), "best_epoch": f.get("best_epoch", last.get("best_epoch")),
+            "train_seconds": f.get("train_seconds", last.get("train_seconds", math.nan)),
+            "wall_seconds": t.wall_seconds,
             "lookback": c.get("lookback"), "batch_size": c.get("batch_size"), "learning_rate": c.get("learning_rate"),
             "loss": c.get("loss"), "optimizer": c.get("optimizer"),
             "model": json.dumps(c.get("model", {}), sort_keys=True),
-            "indicators": " ".join(c.get("columns", [])), "n_indicators": len(c.get("columns", [])),
+            "indicators": " ".join(map(str, c.get("columns", []))), "n_indicators": len(c.get("columns", [])),
             "seed": c.get("seed"), "n_params": f.get("n_params"), "error": t.error or "",
         })
     df = pd.DataFrame(rows, columns=[c for c in LEADERBOARD_COLUMNS if c != "rank"])
     if df.empty:
         df.insert(1, "rank", pd.Series(dtype="Int64"))
         return df
-    df["val_rmse_best"] = df["val_rmse_best"].replace(float("inf"), float("nan"))
-    df = df.sort_values(["group", "val_rmse_best"], na_position="last", kind="stable")
+    df["val_rmse_best"] = pd.to_numeric(df["val_rmse_best"], errors="coerce").replace(math.inf, math.nan)
+    # Unscored trials (failed, running) go last; ties keep the searcher's issue order.
+    df = df.sort_values(["group", "val_rmse_best", "trial_number"], na_position="last", kind="stable")
     df.insert(1, "rank", df.groupby("group").cumcount() + 1)
     return df.reset_index(drop=True)
+
+
+def trials_by_id(run: Run) -> dict[str, Trial]:
+    """``trial_id`` → :class:`Trial`."""
+    return {t.trial_id: t for t in run.trials}

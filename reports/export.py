@@ -1,21 +1,32 @@
 """Export the winner of each (asset, timeframe) of a run into a winners registry.
 
-``<registry>/<ASSET>_<TF>/`` holds ``config.yaml`` (fully resolved trial config plus the
-data and target it needs to rebuild features), ``model.keras``, ``scaler.json``,
-``metrics.json`` and ``predictions.csv`` over the test span. A folder is replaced only by a
-winner that is better on the **same** validation span (the selection criterion; the test
-span is reported, never used to choose), and every replacement is appended to
-``history.jsonl``. The swap is atomic: the new folder is written beside the old one and
-renamed into place, so a crash mid-export leaves the previous winner intact.
+Registry layout::
+
+    <registry>/history.jsonl              one line per replacement (what, when, before, after)
+    <registry>/<ASSET>_<TF>  ->  .versions/<ASSET>_<TF>/<stamp>-<trial>   (a relative symlink)
+    <registry>/.versions/<ASSET>_<TF>/<stamp>-<trial>/
+        config.yaml      resolved trial config plus data, target and window it needs
+        spec.yaml        the run's merged spec (the indicator pool, to rebuild features)
+        model.keras, scaler.json, trial.json, predictions.csv (test span), metrics.json
+
+A winner is replaced only by one that is better on the **same** validation span, target
+and horizon (validation is the selection criterion; the test span is reported, never
+used to choose); otherwise the export says why it kept the old one.
+
+Atomicity: a new version is written in a hidden temporary folder, flushed, renamed to
+its final name, and only then published by atomically replacing the ``<ASSET>_<TF>``
+symlink (``os.replace`` of a link is one rename(2)). A crash at any point leaves the link
+pointing at the previous, complete version; leftovers are cleaned by the next export.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import json
+import math
 import os
 import shutil
-import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -24,12 +35,15 @@ import yaml
 from reports.collect import Run, Trial, load_run
 from trainables.errors import RunError
 
+VERSIONS = ".versions"
+ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
+
 
 def winners(run: Run) -> dict[str, Trial]:
     """Best trial per group by validation RMSE, among trials that saved a model."""
     best: dict[str, Trial] = {}
     for t in run.trials:
-        if t.checkpoint is None or t.final is None:
+        if t.checkpoint is None or t.final is None or not math.isfinite(t.best):
             continue
         cur = best.get(t.group)
         if cur is None or t.best < cur.best:
@@ -37,35 +51,192 @@ def winners(run: Run) -> dict[str, Trial]:
     return best
 
 
+def folder_name(asset: str, timeframe: str) -> str:
+    """Registry folder of an (asset, timeframe): ``BTC-USDT_1h``."""
+    return f"{asset}_{timeframe}"
+
+
 def _folder(group: str) -> str:
     asset, tf = group.split("/")
-    return f"{asset}_{tf}"
+    return folder_name(asset, tf)
+
+
+def _fsync_file(path: Path) -> None:
+    with open(path, "rb") as fh:
+        os.fsync(fh.fileno())
+
+
+def _fsync_dir(path: Path) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass  # some filesystems refuse fsync on directories; the rename is still atomic
+    finally:
+        os.close(fd)
+
+
+def _write_text(path: Path, text: str) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(text)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _jsonable(v: Any) -> Any:
+    if isinstance(v, float) and not math.isfinite(v):
+        return None
+    return v
 
 
 def _write_winner(dst: Path, run: Run, t: Trial) -> dict[str, Any]:
+    """Write every file of a winner into ``dst`` (flushed to disk); return its metrics."""
     g = run.groups[t.group]
     ck = t.checkpoint
     assert ck is not None
-    for name in ("model.keras", "scaler.json", "predictions.csv"):
+    for name in ARTIFACTS:
         shutil.copy2(ck / name, dst / name)
-    metrics = {k: v for k, v in (t.final or {}).items()
-               if isinstance(v, (int, float)) and not k.startswith(("time_", "timestamp", "pid"))}
+        _fsync_file(dst / name)
+    if (ck / "trial.json").is_file():
+        shutil.copy2(ck / "trial.json", dst / "trial.json")
+    metrics = {k: _jsonable(v) for k, v in (t.final or {}).items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool)
+               and not k.startswith(("time_", "timestamp", "pid", "iterations_", "training_iteration"))}
     metrics.update({"val_rmse_best": t.best, "persistence_rmse": g["persistence_rmse"], "spans": g["spans"],
-                    "samples": g["samples"], "run": str(run.path), "trial_id": t.trial_id})
-    (dst / "metrics.json").write_text(json.dumps(metrics, indent=1))
+                    "samples": g["samples"], "target": g["target"], "horizon": g["horizon"],
+                    "run": str(run.path.resolve()), "run_name": run.name, "trial_id": t.trial_id})
+    _write_text(dst / "metrics.json", json.dumps(metrics, indent=1))
     data = dict(run.spec.get("data") or {})
     config = {
         "asset": g["asset"], "timeframe": g["timeframe"],
         "target": {"kind": g["target"], "horizon": g["horizon"]},
-        "data": {"path": data.get("path"), "source": g["source"]},
+        "data": {"path": data.get("path"), "source": g.get("source"),
+                 "start": str(data["start"]) if data.get("start") else None,
+                 "end": str(data["end"]) if data.get("end") else None},
         "pool": (run.spec.get("features") or {}).get("pool"),
         "split": run.spec.get("split") or {},
-        "window": {"lookback": t.config["lookback"], "max_lookback": g["max_lookback"]},
+        "window": {"lookback": t.config["lookback"], "max_lookback": g.get("max_lookback")},
         "trial": t.config,
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    (dst / "config.yaml").write_text(yaml.safe_dump(config, sort_keys=False))
+    _write_text(dst / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    spec_file = run.path / "spec.yaml"
+    _write_text(dst / "spec.yaml", spec_file.read_text(encoding="utf-8") if spec_file.is_file()
+                else yaml.safe_dump(run.spec, sort_keys=False))
+    _fsync_dir(dst)
     return metrics
+
+
+def _is_version(p: Path) -> bool:
+    return p.is_dir() and not p.name.startswith(".")
+
+
+def recover(registry: Path, name: str) -> None:
+    """Repair what a crash can leave behind for one folder, keeping the published winner.
+
+    * ``<name>`` is a plain folder (written by an older tunefactory): it becomes version
+      ``0-legacy`` and the link points at it.
+    * ``<name>`` is missing but versions exist (a crash while migrating a plain folder):
+      the link goes back to ``0-legacy``, i.e. the previous winner.
+    * hidden temporary folders and links of interrupted exports are removed.
+    """
+    vdir = registry / VERSIONS / name
+    dst = registry / name
+    if dst.is_dir() and not dst.is_symlink():
+        vdir.mkdir(parents=True, exist_ok=True)
+        legacy = vdir / "0-legacy"
+        os.replace(dst, legacy)  # crash here: dst missing, handled by the branch below next time
+        _publish(registry, name, legacy)
+    elif not dst.exists() and not dst.is_symlink() and (vdir / "0-legacy").is_dir():
+        _publish(registry, name, vdir / "0-legacy")
+    for p in list(registry.glob(f".{name}.link-*")):
+        p.unlink(missing_ok=True)
+    if vdir.is_dir():
+        for p in vdir.iterdir():
+            if p.name.startswith(".tmp-"):
+                shutil.rmtree(p, ignore_errors=True)
+
+
+def _publish(registry: Path, name: str, version: Path) -> None:
+    """Point ``registry/name`` at ``version`` with one atomic rename of a new symlink."""
+    link = registry / f".{name}.link-{os.getpid()}"
+    link.unlink(missing_ok=True)
+    os.symlink(os.path.relpath(version, registry), link)
+    os.replace(link, registry / name)
+    _fsync_dir(registry)
+
+
+def _prune(registry: Path, name: str, keep: int = 2) -> None:
+    """Drop all but the newest ``keep`` versions (the current one and the one before it).
+
+    The previous version stays so that a reader who resolved the old link a moment ago
+    can still finish reading it.
+    """
+    vdir = registry / VERSIONS / name
+    current = (registry / name).resolve()
+    versions = sorted((p for p in vdir.iterdir() if _is_version(p)), key=lambda p: p.name)  # names start with a UTC stamp
+    for p in versions[:-keep]:
+        if p.resolve() != current:
+            shutil.rmtree(p, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class Winner:
+    """A published winner of the registry (the link already resolved)."""
+
+    path: Path
+    config: dict[str, Any]
+    metrics: dict[str, Any]
+
+
+def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
+    """Read the current winner of (asset, timeframe).
+
+    Raises:
+        RunError: no winner exported there, or its files are unreadable.
+    """
+    reg = Path(registry)
+    name = folder_name(asset, timeframe)
+    link = reg / name
+    if not link.exists():
+        have = sorted(p.name for p in reg.iterdir() if not p.name.startswith(".") and p.is_dir()) if reg.is_dir() else []
+        raise RunError(f"{reg}: no exported winner for {asset} {timeframe} (registry holds: "
+                       f"{', '.join(have) or 'nothing'}); run `tunefactory export RUN_DIR --registry {reg}` first")
+    path = link.resolve()  # read every file from one version even if the link moves meanwhile
+    try:
+        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
+        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError, json.JSONDecodeError) as e:
+        raise RunError(f"{link}: winner files unreadable ({e.__class__.__name__}: {e}); export it again") from None
+    missing = [n for n in (*ARTIFACTS, "spec.yaml") if not (path / n).is_file()]
+    if missing:
+        raise RunError(f"{link}: winner is missing {', '.join(missing)}; export it again with this tunefactory")
+    return Winner(path, config, metrics)
+
+
+def _compare(old: dict[str, Any], run: Run, group: str, t: Trial) -> str | None:
+    """Why the current winner stays (``None`` when the new one replaces it)."""
+    g = run.groups[group]
+    val_span = g["spans"]["val"]
+    old_span = old.get("spans", {}).get("val")
+    if old_span != val_span:
+        return (f"it was judged on validation span {old_span}, this run on {val_span}; RMSEs on different "
+                "spans are not comparable (use --force to replace)")
+    for key, new in (("target", g["target"]), ("horizon", g["horizon"])):
+        if key in old and old[key] != new:
+            return f"it predicts {key} {old[key]!r}, this run {new!r} (use --force to replace)"
+    if old.get("run") == str(run.path.resolve()) and old.get("trial_id") == t.trial_id:
+        return f"trial {t.trial_id} of this run is already the current winner"
+    old_best = old.get("val_rmse_best")
+    if not isinstance(old_best, (int, float)):
+        return "its metrics.json has no val_rmse_best to compare with (use --force to replace)"
+    if old_best <= t.best:
+        return (f"its val RMSE {old_best:.6g} (run {old.get('run_name', old.get('run'))}, trial "
+                f"{old.get('trial_id')}) is <= {t.best:.6g} of trial {t.trial_id} on the same span")
+    return None
 
 
 def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: bool = False) -> list[str]:
@@ -77,50 +248,64 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         force: replace even when the current winner is better or was judged on another span.
 
     Raises:
-        RunError: no trial of the run saved a model.
+        RunError: no trial of the run saved a model, or the registry is not a folder.
     """
     run = load_run(run_dir)
     best = winners(run)
     if not best:
         raise RunError(f"{run_dir}: no finished trial saved a model; nothing to export")
     reg = Path(registry)
+    if reg.exists() and not reg.is_dir():
+        raise RunError(f"{reg}: registry exists and is not a folder")
     reg.mkdir(parents=True, exist_ok=True)
     lines = []
     for group, t in sorted(best.items()):
-        dst = reg / _folder(group)
-        val_span = run.groups[group]["spans"]["val"]
-        old = json.loads((dst / "metrics.json").read_text()) if (dst / "metrics.json").is_file() else None
+        name = _folder(group)
+        recover(reg, name)
+        dst = reg / name
+        old = None
+        if dst.exists():
+            try:
+                old = json.loads((dst / "metrics.json").read_text(encoding="utf-8"))
+            except (OSError, json.JSONDecodeError):
+                if not force:
+                    lines.append(f"{group}: kept the current winner: its metrics.json is unreadable, so it cannot "
+                                 "be compared (use --force to replace)")
+                    continue
         if old is not None and not force:
-            if old.get("spans", {}).get("val") != val_span:
-                lines.append(f"{group}: kept the current winner: it was judged on validation span "
-                             f"{old.get('spans', {}).get('val')}, this run on {val_span} (use --force to replace)")
+            why = _compare(old, run, group, t)
+            if why is not None:
+                lines.append(f"{group}: kept the current winner: {why}")
                 continue
-            if old.get("val_rmse_best", float("inf")) <= t.best:
-                lines.append(f"{group}: kept the current winner (val RMSE {old['val_rmse_best']:.6g} <= "
-                             f"{t.best:.6g} of trial {t.trial_id})")
-                continue
-        tmp = Path(tempfile.mkdtemp(prefix=f".{dst.name}.new-", dir=reg))
+        vdir = reg / VERSIONS / name
+        vdir.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
+        tmp.mkdir()
         try:
             metrics = _write_winner(tmp, run, t)
-            # Swap: old → .old-*, new → dst, then drop old. A crash before the second rename
-            # leaves the old winner at dst or recoverable beside it, never a half-written dst.
-            trash = None
-            if dst.exists():
-                trash = reg / f".{dst.name}.old-{os.getpid()}"
-                os.replace(dst, trash)
-            os.replace(tmp, dst)
-            if trash is not None:
-                shutil.rmtree(trash, ignore_errors=True)
+            version = vdir / f"{stamp}-{t.trial_id}"
+            os.replace(tmp, version)
+            _fsync_dir(vdir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
+        _publish(reg, name, version)  # the commit point
         with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({
                 "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
-                "run": str(run.path), "trial_id": t.trial_id,
-                "before": {k: old.get(k) for k in ("val_rmse_best", "test_rmse", "run", "trial_id")} if old else None,
+                "run": str(run.path.resolve()), "trial_id": t.trial_id, "version": version.name,
+                "forced": bool(force and old is not None),
+                "before": {k: old.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill", "run", "trial_id")}
+                if old else None,
                 "after": {k: metrics.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill")},
             }) + "\n")
-        lines.append(f"{group}: exported trial {t.trial_id} ({t.config.get('family')}, val RMSE {t.best:.6g}, "
-                     f"test skill {metrics.get('test_skill', float('nan')) * 100:+.2f}%) to {dst}")
+            fh.flush()
+            os.fsync(fh.fileno())
+        _prune(reg, name)
+        skill = metrics.get("test_skill")
+        skill_s = f"{skill * 100:+.2f}%" if isinstance(skill, (int, float)) else "n/a"
+        verb = "replaced the current winner with" if old is not None else "exported"
+        lines.append(f"{group}: {verb} trial {t.trial_id} ({t.config.get('family')}, val RMSE {t.best:.6g}, "
+                     f"test skill {skill_s}) to {dst}")
     return lines

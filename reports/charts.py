@@ -1,0 +1,262 @@
+"""Charts of a run, as Plotly figures serialised for inline embedding.
+
+Everything here reads :class:`reports.collect.Trial` objects already on disk; nothing
+trains. Optimisation history and parameter importance go through an **in-memory Optuna
+study** rebuilt from the results (the sweep's own studies live in Ray's searcher state,
+which we do not want to unpickle), so the report works for any run directory.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.collect import SCORED, Trial
+
+_HEIGHT = 330
+_LAYOUT: dict[str, Any] = {
+    "template": "plotly_white", "height": _HEIGHT, "margin": {"l": 60, "r": 20, "t": 40, "b": 45},
+    "legend": {"orientation": "h", "y": -0.2}, "font": {"size": 11},
+}
+# fANOVA's cost grows with trees x depth x trials; 32 shallow-ish trees keep a 1,000-trial
+# group to a few seconds and their importances agree with 64 deep trees to about 0.01.
+FANOVA_TREES = 32
+FANOVA_DEPTH = 16
+
+
+def to_json(fig: Any) -> str:
+    """Figure → JSON safe to place inside ``<script type="application/json">``.
+
+    ``<``, ``>`` and ``&`` only occur inside JSON strings, where ``\\u003c`` etc. mean the
+    same; escaping them means no data value (a trial error, an asset name) can close the
+    script element or open a comment, whatever it contains.
+    """
+    import plotly.io as pio
+
+    text = pio.to_json(fig, validate=False, pretty=False)
+    return (text.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e")
+            .replace("\u2028", "\\u2028").replace("\u2029", "\\u2029"))
+
+
+def _fig(**layout: Any) -> Any:
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    fig.update_layout(**{**_LAYOUT, **layout})
+    return fig
+
+
+def _plain(v: Any) -> Any:
+    """A JSON-able, hashable parameter value (lists become strings)."""
+    if isinstance(v, bool) or v is None or isinstance(v, (int, str)):
+        return v
+    if isinstance(v, float):
+        return v if math.isfinite(v) else str(v)
+    return json.dumps(v, sort_keys=True, default=str)
+
+
+def search_params(t: Trial, members: Sequence[str]) -> dict[str, Any]:
+    """The searched parameters of a trial, named as the sweep's Optuna study names them."""
+    c = t.config
+    out: dict[str, Any] = {}
+    for k in ("family", "lookback", "batch_size", "learning_rate", "weight_decay", "loss", "optimizer"):
+        if k in c:
+            out[k] = _plain(c[k])
+    fam = c.get("family")
+    for k, v in (c.get("model") or {}).items():
+        out[f"{fam}.{k}"] = _plain(v)
+    chosen = set(c.get("indicators") or [])
+    for m in members:
+        out[f"ind.{m}"] = m in chosen
+    for k, v in (c.get("indicator_params") or {}).items():
+        out[f"ind.{k}"] = _plain(v)
+    return out
+
+
+def build_study(trials: Sequence[Trial]) -> Any:
+    """An in-memory Optuna study of one group: one trial per run trial, in issue order.
+
+    Objective: best validation RMSE (what the sweep ranked by). Failed and running trials
+    enter as FAIL so the history shows where they were. Every parameter gets a distribution
+    spanning the values seen in this group (log scale for the learning rate); parameters
+    that exist for one model family only are left out by Optuna's intersection search
+    space, and constant ones by fANOVA.
+    """
+    import optuna
+    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.trial import TrialState, create_trial
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    members = sorted({str(m) for t in trials for m in (t.config.get("indicators") or [])})
+    params = [search_params(t, members) for t in trials]
+    values: dict[str, set[Any]] = {}
+    for p in params:
+        for k, v in p.items():
+            values.setdefault(k, set()).add(v)
+    dists: dict[str, Any] = {}
+    for k, vs in values.items():
+        nums = [v for v in vs if isinstance(v, (int, float)) and not isinstance(v, bool)]
+        if k in ("learning_rate", "weight_decay") and len(nums) == len(vs) and len(vs) > 1:
+            lo, hi = float(min(nums)), float(max(nums))
+            dists[k] = FloatDistribution(lo, hi, log=lo > 0)
+        else:
+            dists[k] = CategoricalDistribution(sorted(vs, key=lambda v: (str(type(v)), str(v))))
+    order = sorted(range(len(trials)), key=lambda i: (trials[i].number if trials[i].number is not None else 1 << 30,
+                                                      trials[i].started if math.isfinite(trials[i].started) else 0))
+    study = optuna.create_study(direction="minimize", study_name="report")
+    frozen = []
+    for i in order:
+        t, p = trials[i], params[i]
+        ok = t.status in SCORED and math.isfinite(t.best)
+        frozen.append(create_trial(
+            params=p, distributions={k: dists[k] for k in p},
+            value=t.best if ok else None, state=TrialState.COMPLETE if ok else TrialState.FAIL,
+            user_attrs={"trial_id": t.trial_id}))
+    study.add_trials(frozen)
+    return study
+
+
+def importances(study: Any, *, seed: int = 0) -> tuple[dict[str, float], str]:
+    """fANOVA importances (normalised, largest first) and a note for the reader.
+
+    Returns an empty dict and the reason when fANOVA cannot say anything meaningful.
+    """
+    from optuna.trial import TrialState
+
+    done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    if len(done) < 3:
+        return {}, f"needs at least 3 scored trials; this group has {len(done)}"
+    try:
+        import optuna
+        from optuna.importance import FanovaImportanceEvaluator
+
+        imp = optuna.importance.get_param_importances(
+            study, evaluator=FanovaImportanceEvaluator(n_trees=FANOVA_TREES, max_depth=FANOVA_DEPTH, seed=seed))
+    except ImportError as e:
+        return {}, f"fANOVA needs scikit-learn ({e})"
+    except (ValueError, RuntimeError) as e:
+        return {}, f"fANOVA could not be computed: {str(e).splitlines()[0]}"
+    # Constant parameters (an always-on indicator, a fixed loss) get 0 by definition: leave them out.
+    first = study.get_trials(deepcopy=False)[:1]
+    varied = {k for k, d in first[0].distributions.items() if not d.single()} if first else set()
+    imp = {k: float(v) for k, v in imp.items() if math.isfinite(float(v)) and k in varied}
+    if not imp or max(imp.values()) <= 0:
+        return {}, "every searched parameter was constant among scored trials"
+    note = (f"fANOVA over {len(done)} scored trials ({FANOVA_TREES} trees); with few trials the forest is "
+            "a rough fit, so read this as a hint" if len(done) < 30 else f"fANOVA over {len(done)} scored trials")
+    return imp, note
+
+
+def fig_history(study: Any, persistence_val: float | None) -> Any:
+    """Best-so-far validation RMSE over trials (Optuna's plot) with the persistence level."""
+    import optuna.visualization as ov
+
+    fig = ov.plot_optimization_history(study, target_name="val RMSE (best epoch)")
+    fig.update_layout(**_LAYOUT, title={"text": "Optimisation history (best so far)", "font": {"size": 13}})
+    n = len(study.get_trials(deepcopy=False))
+    fig.update_xaxes(title_text="trial (in the order the searcher issued them)", tick0=0,
+                     dtick=max(1, math.ceil(n / 10)))
+    if persistence_val is not None and math.isfinite(persistence_val):
+        fig.add_hline(y=persistence_val, line_dash="dot", line_color="#a00",
+                      annotation_text="persistence", annotation_position="top left")
+    return fig
+
+
+def fig_importance(imp: dict[str, float]) -> Any:
+    """Horizontal bars of fANOVA importances."""
+    import plotly.graph_objects as go
+
+    items = list(imp.items())[:15][::-1]
+    fig = _fig(title={"text": "Parameter importance (fANOVA)", "font": {"size": 13}},
+               height=max(_HEIGHT, 22 * len(items) + 90), margin={"l": 150, "r": 20, "t": 40, "b": 45})
+    fig.add_trace(go.Bar(x=[v for _, v in items], y=[k for k, _ in items], orientation="h",
+                         marker_color="#4062a8", hovertemplate="%{y}: %{x:.3f}<extra></extra>"))
+    fig.update_xaxes(title_text="share of explained variance of val RMSE")
+    return fig
+
+
+def indicator_frequency(ranked: Sequence[Trial], top_k: int) -> pd.DataFrame:
+    """Share of the top-k and of all scored trials that use each pool member."""
+    n_all = len(ranked)
+    top = ranked[:top_k]
+    all_c = Counter(m for t in ranked for m in (t.config.get("indicators") or []))
+    top_c = Counter(m for t in top for m in (t.config.get("indicators") or []))
+    rows = [{"indicator": m, "top_k": top_c[m] / len(top) if top else math.nan,
+             "all": all_c[m] / n_all if n_all else math.nan} for m in all_c]
+    df = pd.DataFrame(rows, columns=["indicator", "top_k", "all"])
+    return df.assign(lift=df["top_k"] - df["all"]).sort_values(["lift", "indicator"], ascending=[False, True])
+
+
+def fig_indicators(freq: pd.DataFrame, top_k: int, n_all: int) -> Any:
+    """Grouped bars: how often each indicator is used by the top-k versus by all trials."""
+    import plotly.graph_objects as go
+
+    fig = _fig(title={"text": f"Indicators in the top {top_k} vs all {n_all} scored trials", "font": {"size": 13}})
+    fig.add_trace(go.Bar(name=f"top {top_k}", x=freq["indicator"], y=freq["top_k"], marker_color="#2a7d2a"))
+    fig.add_trace(go.Bar(name="all", x=freq["indicator"], y=freq["all"], marker_color="#b0b0b0"))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text="share of trials using it", tickformat=".0%", range=[0, 1.05])
+    return fig
+
+
+def fig_learning_curves(top: Sequence[Trial], persistence_val: float | None) -> Any:
+    """Validation RMSE per epoch of the best trials."""
+    import plotly.graph_objects as go
+
+    fig = _fig(title={"text": f"Learning curves of the top {len(top)}", "font": {"size": 13}})
+    for i, t in enumerate(top, 1):
+        ep = [r.get("epoch") for r in t.history if "val_rmse" in r]
+        val = [r.get("val_rmse") for r in t.history if "val_rmse" in r]
+        fig.add_trace(go.Scatter(x=ep, y=val, mode="lines+markers", name=f"#{i} {t.config.get('family')} {t.trial_id}",
+                                 marker={"size": 4}))
+    if persistence_val is not None and math.isfinite(persistence_val):
+        fig.add_hline(y=persistence_val, line_dash="dot", line_color="#a00",
+                      annotation_text="persistence", annotation_position="top left")
+    last = max((len(t.history) for t in top), default=1)
+    fig.update_xaxes(title_text="epoch", tick0=1, dtick=max(1, math.ceil(last / 10)))
+    fig.update_yaxes(title_text="val RMSE")
+    return fig
+
+
+def fig_predictions(pred: pd.DataFrame, *, target: str) -> Any:
+    """Predicted vs actual over the test span, with the persistence forecast."""
+    import plotly.graph_objects as go
+
+    x = pd.to_datetime(pred["timestamp"], utc=True)
+    fig = _fig(title={"text": "Winner on the test span: predicted vs actual", "font": {"size": 13}}, height=360)
+    fig.add_trace(go.Scatter(x=x, y=pred["y_true"], name="actual", mode="lines", line={"color": "#888", "width": 1}))
+    fig.add_trace(go.Scatter(x=x, y=pred["y_pred"], name="winner", mode="lines", line={"color": "#1f5fbf",
+                                                                                        "width": 1.5}))
+    if "y_persistence" in pred:
+        fig.add_trace(go.Scatter(x=x, y=pred["y_persistence"], name="persistence", mode="lines",
+                                 line={"color": "#a00", "dash": "dot", "width": 1.2}))
+    fig.update_yaxes(title_text=target)
+    fig.update_xaxes(title_text="forecast made at the close of (candle open time)")
+    return fig
+
+
+def fig_equity(bt: Any) -> Any:
+    """Equity of the long/flat strategy and of buy-and-hold."""
+    import plotly.graph_objects as go
+
+    x = pd.to_datetime(pd.Series(bt.timestamps), utc=True)
+    fig = _fig(title={"text": f"Long/flat on the winner's forecasts, fee {bt.fee * 100:g}% per trade",
+                      "font": {"size": 13}})
+    fig.add_trace(go.Scatter(x=x, y=bt.equity, name="long/flat", mode="lines", line={"color": "#1f5fbf"}))
+    fig.add_trace(go.Scatter(x=x, y=bt.equity_buy_hold, name="buy & hold", mode="lines",
+                             line={"color": "#888"}))
+    fig.add_hline(y=1.0, line_dash="dot", line_color="#a00", annotation_text="flat (persistence)",
+                  annotation_position="bottom left")
+    fig.update_yaxes(title_text="equity (start = 1)")
+    return fig
+
+
+def finite_or_none(values: Sequence[float]) -> list[float | None]:
+    """Lists for JSON: NaN/inf become ``None``."""
+    return [float(v) if v is not None and np.isfinite(v) else None for v in values]

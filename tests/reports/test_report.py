@@ -1,0 +1,250 @@
+"""Leaderboard data, the HTML report, its verdict, charts and escaping."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from reports.build import build_report
+from reports.collect import Trial, leaderboard, load_run
+from tests.reports.conftest import copy_run, rewrite_results, winner_dir
+from trainables.errors import RunError
+
+XSS = "<script>alert(1)</script>"
+
+
+def _body_start(html: str) -> str:
+    return html.split("<body>", 1)[1].lstrip()
+
+
+def test_leaderboard_files_hold_every_trial_with_params_and_history(built_run: Path) -> None:
+    out = built_run / "report"
+    board = pd.read_csv(out / "leaderboard.csv")
+    assert len(board) == 4 and board["rank"].tolist() == [1, 2, 3, 4]
+    assert board["val_rmse_best"].is_monotonic_increasing
+    for col in ("test_rmse", "test_mae", "test_diracc", "test_skill", "epochs", "train_seconds", "indicators",
+                "status", "error"):
+        assert col in board.columns
+    data = json.loads((out / "leaderboard.json").read_text())
+    assert data["run"]["name"] == "tiny" and "BTC-USDT/1d" in data["groups"]
+    for rec in data["trials"]:
+        rows = [json.loads(x) for x in (built_run / f"trial_{rec['trial_id']}" / "result.json").read_text().splitlines()]
+        epochs = [r for r in rows if "test_rmse" not in r]
+        assert [h["val_rmse"] for h in rec["history"]] == [r["val_rmse"] for r in epochs]
+        assert rec["params"]["columns"] == rec["indicators"].split()
+        assert rec["epochs"] == len(epochs)
+        assert rec["test_rmse"] == pytest.approx(rows[-1]["test_rmse"])
+
+
+def test_report_is_self_contained_and_leads_with_the_verdict(built_run: Path) -> None:
+    html = (built_run / "report" / "index.html").read_text()
+    assert _body_start(html).startswith('<div class="headline')
+    assert html.count("* plotly.js v") == 1  # inlined exactly once
+    assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html, re.I), "nothing may be fetched"
+    assert "default-src 'none'" in html
+    kinds = re.findall(r'data-kind="(\w+)"', html)
+    assert kinds == ["history", "importance", "indicators", "curves", "predictions", "equity"]
+    for block in re.findall(r'<script type="application/json" class="fig"[^>]*>(.*?)</script>', html, re.S):
+        assert "data" in json.loads(block)
+    summary = json.loads((built_run / "report" / "summary.json").read_text())
+    (g,) = summary["groups"]
+    assert g["counts"]["finished"] == 4 and g["total"] == 4
+    assert g["backtest"]["strategy"]["trades"] >= 0
+    assert summary["headline"]["text"] in html
+
+
+def test_headline_says_first_when_the_winner_fails_to_beat_persistence(small_run: Path, tmp_path: Path) -> None:
+    run = copy_run(small_run, tmp_path / "run")
+    for d in run.glob("trial_*"):
+        rewrite_results(d, lambda r: {**r, "test_skill": -0.05} if "test_skill" in r else r)
+    build_report(run)
+    html = (run / "report" / "index.html").read_text()
+    head = _body_start(html)[:600]
+    assert 'class="headline bad"' in head
+    assert "does not beat persistence on the test span" in head
+    assert "does NOT beat persistence" in html  # the group's own verdict line
+
+
+def test_failed_trial_shows_its_reason_and_counts(small_run: Path, tmp_path: Path) -> None:
+    run = copy_run(small_run, tmp_path / "run")
+    d = run / "trial_deadbeef"
+    d.mkdir()
+    cfg = json.loads(next(run.glob("trial_*/params.json")).read_text())
+    (d / "params.json").write_text(json.dumps({**cfg, "family": "lstm", "trial_number": 9}))
+    (d / "error.txt").write_text("Traceback (most recent call last):\n  ...\n"
+                                 "TrialDiverged: training loss became nan at epoch 3; lower the learning rate\n")
+    board = leaderboard(load_run(run))
+    row = board[board["trial_id"] == "deadbeef"].iloc[0]
+    assert row["status"] == "failed" and row["rank"] == 5
+    assert row["error"] == "TrialDiverged: training loss became nan at epoch 3; lower the learning rate"
+    build_report(run)
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    assert summary["groups"][0]["counts"]["failed"] == 1 and summary["groups"][0]["total"] == 5
+    assert "training loss became nan at epoch 3" in (run / "report" / "index.html").read_text()
+
+
+def test_spec_and_data_text_is_escaped(small_run: Path, tmp_path: Path) -> None:
+    run = copy_run(small_run, tmp_path / "run")
+    meta = json.loads((run / "groups.json").read_text())
+    meta["name"] = XSS
+    meta["spec_file"] = '"><img src=x onerror=alert(2)>'
+    meta["groups"]["BTC-USDT/1d"]["gaps"] = "</script><script>alert(3)</script>"
+    (run / "groups.json").write_text(json.dumps(meta))
+    d = winner_dir(run)
+    cfg = json.loads((d / "params.json").read_text())
+    (d / "params.json").write_text(json.dumps({**cfg, "family": "</script><script>alert(4)</script>"}))
+    bad = run / "trial_0bad"
+    bad.mkdir()
+    (bad / "params.json").write_text(json.dumps({**cfg, "trial_number": 7}))
+    (bad / "error.txt").write_text("ValueError: <img src=x onerror=alert(5)>\n")
+    build_report(run)
+    html = (run / "report" / "index.html").read_text()
+    payloads = [XSS, '"><img src=x onerror=alert(2)>', "</script><script>alert(3)</script>",
+                "</script><script>alert(4)</script>", "<img src=x onerror=alert(5)>"]
+    for p in payloads:
+        assert p not in html
+    # No element the payloads could create, anywhere (plotly.js itself has neither).
+    assert not re.search(r"<script>alert|<img[^>]*onerror", html, re.I)
+    assert "&lt;/script&gt;&lt;script&gt;alert(4)&lt;/script&gt;" in html  # shown as text in the tables
+    assert "&lt;img src=x onerror=alert(5)&gt;" in html  # the failure reason, as text
+    assert "<title>tunefactory — &lt;script&gt;alert(1)&lt;/script&gt;</title>" in html
+    # Only our own scripts: plotly, the page script and one JSON block per chart.
+    assert html.count("<script") == 2 + html.count('class="fig"')
+
+
+def test_load_run_refuses_what_is_not_a_run(tmp_path: Path) -> None:
+    with pytest.raises(RunError, match="no such run directory"):
+        load_run(tmp_path / "nope")
+    with pytest.raises(RunError, match="not a tunefactory run directory"):
+        load_run(tmp_path)
+    (tmp_path / "groups.json").write_text("{not json")
+    with pytest.raises(RunError, match=r"groups\.json: unreadable"):
+        load_run(tmp_path)
+
+
+def test_report_of_an_empty_run_is_written_and_says_so(tmp_path: Path) -> None:
+    (tmp_path / "groups.json").write_text(json.dumps({"name": "empty", "groups": {}}))
+    with pytest.raises(RunError, match="no trials found"):
+        build_report(tmp_path)
+    assert (tmp_path / "report" / "index.html").is_file()
+
+
+def test_cli_report_error_exits_2_with_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.cli import main
+
+    assert main(["report", str(tmp_path)]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a tunefactory run directory" in err[0]
+    with pytest.raises(RunError, match="--top-k must be >= 1; got 0"):
+        build_report(tmp_path, top_k=0)
+
+
+def _fake_trials(n: int, seed: int = 0) -> list[Trial]:
+    """Trials whose val RMSE depends on lookback (strongly) and nothing else."""
+    rng = random.Random(seed)
+    out = []
+    for i in range(n):
+        lb = rng.choice([4, 8, 16])
+        ind = ["log_return_1"] + [m for m in ("rsi_14", "hl_spread", "macd") if rng.random() < 0.5]
+        if lb == 4:
+            ind = [*ind, "vol"] if "vol" not in ind else ind
+        cfg = {"group": "X-Y/1d", "family": rng.choice(["gru", "mlp"]), "lookback": lb, "batch_size": 64,
+               "learning_rate": 10 ** rng.uniform(-3.5, -2), "loss": "mse", "optimizer": "adam",
+               "indicators": ind, "columns": ind, "trial_number": i, "model": {"units": 8}}
+        best = 1.0 + lb / 10 + rng.gauss(0, 0.01)
+        out.append(Trial(f"t{i:03d}", Path("."), cfg, [{"epoch": 1, "val_rmse": best, "val_rmse_best": best}],
+                         {"val_rmse_best": best, "test_rmse": best, "done": True}, "finished"))
+    return out
+
+
+def test_importance_history_and_indicator_frequency_from_an_in_memory_study() -> None:
+    from reports import charts
+
+    trials = _fake_trials(60)
+    study = charts.build_study(trials)
+    assert len(study.trials) == 60
+    assert [t.user_attrs["trial_id"] for t in study.trials] == [t.trial_id for t in trials]
+    assert study.best_value == pytest.approx(min(t.best for t in trials))
+    imp, note = charts.importances(study)
+    assert next(iter(imp)) == "lookback" and imp["lookback"] > 0.5, imp
+    assert "ind.log_return_1" not in imp and "loss" not in imp  # constant: left out
+    assert "60 scored trials" in note
+    ranked = sorted(trials, key=lambda t: t.best)
+    freq = charts.indicator_frequency(ranked, 10).set_index("indicator")
+    vol_all = sum("vol" in t.config["indicators"] for t in trials) / 60
+    assert freq.loc["vol", "top_k"] == 1.0 and freq.loc["vol", "all"] == pytest.approx(vol_all)
+    assert freq.loc["log_return_1", "top_k"] == freq.loc["log_return_1", "all"] == 1.0
+    hist = charts.fig_history(study, 1.5)
+    best_line = next(tr for tr in hist.data if tr.name == "Best Value")
+    assert list(best_line.y) == pytest.approx(list(np.minimum.accumulate([t.best for t in trials])))
+
+
+def test_importance_explains_why_it_is_missing() -> None:
+    from reports import charts
+
+    imp, note = charts.importances(charts.build_study(_fake_trials(2)))
+    assert imp == {} and "at least 3 scored trials" in note
+
+
+def test_chart_json_cannot_close_its_script_element() -> None:
+    import plotly.graph_objects as go
+
+    from reports.charts import to_json
+
+    fig = go.Figure(go.Scatter(x=[1], y=[2], name="</script><!-- & \u2028"))
+    text = to_json(fig)
+    assert "<" not in text and ">" not in text and "&" not in text and "\u2028" not in text
+    assert json.loads(text)["data"][0]["name"] == "</script><!-- & \u2028"
+
+
+def test_trial_timing_feeds_compute_and_throughput(built_run: Path) -> None:
+    run = load_run(built_run)
+    for t in run.trials:
+        assert t.wall_seconds > 0 and t.ended >= t.started
+    summary = json.loads((built_run / "report" / "summary.json").read_text())
+    g = summary["groups"][0]
+    assert g["compute_seconds"] == pytest.approx(sum(t.wall_seconds for t in run.trials))
+    wall = max(t.ended for t in run.trials) - min(t.started for t in run.trials)
+    assert g["trials_per_hour"] == pytest.approx(4 / (wall / 3600))
+    assert math.isfinite(g["trials_per_hour"])
+
+
+def test_verdicts_and_headline_across_groups() -> None:
+    from reports.build import _headline, _verdict
+
+    good_conf = {"test_skill_mean": 0.03, "test_skill_std": 0.01, "runs": 6, "verdict": "beats persistence"}
+    noise_conf = {"test_skill_mean": 0.01, "test_skill_std": 0.02, "runs": 6,
+                  "verdict": "not distinguishable from persistence"}
+    meta = {"seeds": 3, "folds": 2}
+    win = {"test_skill": 0.02, "val_skill": 0.01, "test_rmse": 1.0}
+    v_fail = _verdict({**win, "test_skill": -0.01}, None, None, None)
+    v_noise = _verdict(win, noise_conf, None, meta)
+    v_luck = _verdict({**win, "val_skill": -0.001}, None, None, None)
+    v_open = _verdict(win, None, None, None)
+    v_good = _verdict(win, good_conf, None, meta,
+                      [{"name": "persistence", "test_rmse": 1.02}, {"name": "ar", "test_rmse": 0.99}])
+    assert v_fail["level"] == "bad" and "does NOT beat persistence" in v_fail["text"]
+    assert v_noise["level"] == "bad" and "not distinguishable from persistence" in v_noise["text"]
+    assert "+1.00% ± 2.00% over 6 runs (3 seeds × 2 folds)" in v_noise["text"]
+    assert v_luck["level"] == "bad" and "most likely luck" in v_luck["text"]
+    assert v_open["level"] == "warn" and "not yet confirmed" in v_open["text"]
+    assert v_good["level"] == "good" and "“ar” baseline does better" in v_good["text"]
+
+    def card(v: dict, skill: float = 0.02) -> dict:
+        return {"winner": {"test_skill": skill}, "verdict": v}
+
+    h = _headline([card(v_fail, -0.01), card(v_noise), card(v_good)])
+    assert h["level"] == "bad"
+    assert h["text"] == ("1 of 3 winners do not beat persistence (“next close = last close”) on the test span; "
+                         "1 more cannot be told from it.")
+    assert _headline([card(v_fail, -0.01), card(v_fail, -0.02)])["text"].startswith("None of the winners beats")
+    assert _headline([card(v_good), card(v_open)])["level"] == "warn"
+    assert _headline([card(v_good), card(v_good)])["level"] == "good"
+    assert _headline([card(v_luck)])["text"] == "The winner cannot be told from persistence (“next close = last close”)."
