@@ -10,6 +10,7 @@ member gets one boolean (``ind.<member>``), so TPE learns per-indicator usefulne
 deterministic repair then adds or removes members (in an order seeded by the boolean
 vector itself) until the size is within ``[min_size, max_size]``, and ``always`` members
 are always in. The repaired subset is what the trial trains on and what reports show.
+Under ``grid`` every subset within the bounds is enumerated (keep such pools small).
 """
 
 from __future__ import annotations
@@ -23,9 +24,14 @@ from typing import Any
 
 from search_spaces.distributions import Dist
 from search_spaces.schema import Spec
-from trainables.indicators import INDICATORS, PoolMember
+from trainables.indicators import PoolMember
 
-TRAINING_KEYS = ("batch_size", "learning_rate", "weight_decay", "loss", "optimizer")
+#: Searchable training settings, in the order they are sampled and enumerated.
+TRAINING_KEYS = ("batch_size", "learning_rate", "weight_decay", "loss", "optimizer", "patience")
+#: Keys every trial config carries (what ``trainables.trainable.fit_trial`` reads).
+CONFIG_KEYS = ("group", "asset", "timeframe", "seed", "max_epochs", "jit_compile", "steps_per_execution",
+               "threads", "family", "model", "lookback", *TRAINING_KEYS, "indicators", "indicator_params",
+               "columns")
 
 
 def trial_seed(base: int, group: str, number: int) -> int:
@@ -34,14 +40,19 @@ def trial_seed(base: int, group: str, number: int) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
-def _repair(spec: Spec, chosen: list[str], bits_key: str) -> list[str]:
+def repair(spec: Spec, chosen: list[str], bits_key: str) -> list[str]:
+    """Bring a raw subset within the size bounds, always-on members included, in pool order.
+
+    Members are dropped or added in an order seeded by ``bits_key``, so the same raw subset
+    always repairs to the same subset.
+    """
     f = spec.features
     always = list(f.always)
     keys = [m.key for m in f.pool]
     free = [k for k in keys if k not in always]
     picked = [k for k in free if k in chosen]
     rng = random.Random(bits_key)
-    lo = max(f.min_size, 1) - len(always)
+    lo = f.lower - len(always)
     hi = f.upper - len(always)
     if len(picked) > hi:
         rng.shuffle(picked)
@@ -54,8 +65,15 @@ def _repair(spec: Spec, chosen: list[str], bits_key: str) -> list[str]:
     return [k for k in keys if k in chosen_set]  # pool order: stable column order
 
 
+_repair = repair  # old name
+
+
 def _member(spec: Spec, key: str) -> PoolMember:
     return next(m for m in spec.features.pool if m.key == key)
+
+
+def _variant_values(m: PoolMember, p: str) -> list[Any]:
+    return sorted({dict(v)[p] for v in m.variants})
 
 
 def columns_for(spec: Spec, indicators: list[str], ind_params: dict[str, Any]) -> list[str]:
@@ -73,7 +91,7 @@ def _base_config(spec: Spec, group: str, seed: int) -> dict[str, Any]:
     t = spec.training
     return {
         "group": group, "asset": asset, "timeframe": tf, "seed": seed,
-        "max_epochs": t.max_epochs, "patience": t.patience, "jit_compile": t.jit_compile,
+        "max_epochs": spec.max_t, "jit_compile": t.jit_compile,
         "steps_per_execution": t.steps_per_execution, "threads": max(1, int(spec.resources.cpus)),
     }
 
@@ -88,7 +106,7 @@ def suggest_config(spec: Spec, trial: Any, *, group: str, seed: int) -> dict[str
         seed: the trial's training seed.
 
     Returns:
-        The config dict the trainable consumes.
+        The config dict the trainable consumes (keys: :data:`CONFIG_KEYS`).
     """
     cfg = _base_config(spec, group, seed)
     fams = list(spec.model.families)
@@ -98,6 +116,7 @@ def suggest_config(spec: Spec, trial: Any, *, group: str, seed: int) -> dict[str
     cfg["lookback"] = int(spec.window.lookback.suggest(trial, "lookback"))
     for k in TRAINING_KEYS:
         cfg[k] = getattr(spec.training, k).suggest(trial, k)
+    cfg["batch_size"], cfg["patience"] = int(cfg["batch_size"]), int(cfg["patience"])
     f = spec.features
     chosen = []
     bits = []
@@ -108,13 +127,12 @@ def suggest_config(spec: Spec, trial: Any, *, group: str, seed: int) -> dict[str
         bits.append("1" if on else "0")
         if on:
             chosen.append(m.key)
-    indicators = _repair(spec, chosen, f"{spec.search.seed}|{''.join(bits)}")
+    indicators = repair(spec, chosen, f"{spec.search.seed}|{''.join(bits)}")
     ind_params: dict[str, Any] = {}
     for key in indicators:
         m = _member(spec, key)
         for p in m.searched:
-            vals = sorted({dict(v)[p] for v in m.variants})
-            ind_params[f"{key}.{p}"] = trial.suggest_categorical(f"ind.{key}.{p}", vals)
+            ind_params[f"{key}.{p}"] = trial.suggest_categorical(f"ind.{key}.{p}", _variant_values(m, p))
     cfg["indicators"] = indicators
     cfg["indicator_params"] = ind_params
     cfg["columns"] = columns_for(spec, indicators, ind_params)
@@ -135,7 +153,7 @@ def subsets(spec: Spec) -> Iterator[list[str]]:
     f = spec.features
     keys = [m.key for m in f.pool]
     free = [k for k in keys if k not in f.always]
-    lo = max(f.min_size, 1) - len(f.always)
+    lo = f.lower - len(f.always)
     for k in range(max(lo, 0), f.upper - len(f.always) + 1):
         for combo in itertools.combinations(free, k):
             s = set(f.always) | set(combo)
@@ -146,55 +164,84 @@ def n_subsets(spec: Spec) -> int:
     """How many indicator subsets the size bounds allow."""
     f = spec.features
     n_free = len(f.pool) - len(f.always)
-    lo = max(max(f.min_size, 1) - len(f.always), 0)
+    lo = max(f.lower - len(f.always), 0)
     return sum(math.comb(n_free, k) for k in range(lo, f.upper - len(f.always) + 1))
 
 
-def grid_configs(spec: Spec, *, group: str) -> list[dict[str, Any]]:
-    """Enumerate the full grid of one group (every finite combination).
+def _subset_points(spec: Spec) -> float:
+    """Indicator dimension of the grid: subsets × the searched parameter values of their members."""
+    f = spec.features
+    always = [m for m in f.pool if m.key in f.always]
+    free = [m for m in f.pool if m.key not in f.always]
+    w_always = math.prod(len(m.variants) if m.searched else 1 for m in always)
+    # Elementary symmetric sums of the free members' weights: e[k] = Σ over k-subsets of Π weights.
+    e = [1.0] + [0.0] * len(free)
+    for m in free:
+        w = len(m.variants) if m.searched else 1
+        for k in range(len(free), 0, -1):
+            e[k] += e[k - 1] * w
+    lo = max(f.lower - len(always), 0)
+    return w_always * sum(e[k] for k in range(lo, f.upper - len(always) + 1))
 
-    Raises:
-        ValueError: a dimension is continuous.
-    """
-    out = []
+
+def grid_size(spec: Spec) -> float:
+    """Points in the full grid of one group (``inf`` if any dimension is continuous)."""
+    common = spec.window.lookback.size() * math.prod(getattr(spec.training, k).size() for k in TRAINING_KEYS)
+    per_sub = _subset_points(spec)
+    return sum(math.prod(d.size() for d in space.values()) * common * per_sub
+               for space in spec.model.families.values())
+
+
+def _grid_points(spec: Spec) -> Iterator[tuple[Any, ...]]:
+    """The grid as raw tuples (cheap to iterate); :func:`grid_configs` turns them into configs."""
     train_vals = [_finite(getattr(spec.training, k), f"training.{k}") for k in TRAINING_KEYS]
     lookbacks = _finite(spec.window.lookback, "window.lookback")
+    subs = []
+    for sub in subsets(spec):
+        searched = [(f"{k}.{p}", _variant_values(_member(spec, k), p))
+                    for k in sub for p in _member(spec, k).searched]
+        subs.append((sub, searched))
     for family, space in spec.model.families.items():
         names = list(space)
         model_vals = [_finite(space[k], f"model.families.{family}.{k}") for k in names]
         for mv in itertools.product(*model_vals):
             for lb in lookbacks:
                 for tv in itertools.product(*train_vals):
-                    for sub in subsets(spec):
-                        searched = [(f"{k}.{p}", sorted({dict(v)[p] for v in _member(spec, k).variants}))
-                                    for k in sub for p in _member(spec, k).searched]
+                    for sub, searched in subs:
                         for combo in itertools.product(*[vals for _, vals in searched]):
-                            ip = {n: v for (n, _), v in zip(searched, combo, strict=True)}
-                            cfg = _base_config(spec, group, 0)
-                            cfg.update({"family": family, "model": dict(zip(names, mv, strict=True)),
-                                        "lookback": int(lb), **dict(zip(TRAINING_KEYS, tv, strict=True)),
-                                        "indicators": sub, "indicator_params": ip,
-                                        "columns": columns_for(spec, sub, ip)})
-                            out.append(cfg)
+                            yield family, names, mv, lb, tv, sub, searched, combo
+
+
+def grid_configs(spec: Spec, *, group: str, limit: int | None = None, seed: int = 0) -> list[dict[str, Any]]:
+    """Enumerate the grid of one group (every finite combination), or a seeded sample of it.
+
+    Args:
+        spec: validated spec (``search.algorithm: grid`` guarantees finite dimensions).
+        group: ``ASSET/TF``.
+        limit: when given and smaller than the grid, return this many distinct points
+            chosen with ``random.Random(seed)`` (without building the others).
+        seed: sampling seed for ``limit``.
+
+    Raises:
+        ValueError: a dimension is continuous.
+    """
+    keep: set[int] | None = None
+    if limit is not None:
+        size = grid_size(spec)
+        if math.isfinite(size) and limit < size:
+            keep = set(random.Random(seed).sample(range(int(size)), limit))
+    out = []
+    for i, (family, names, mv, lb, tv, sub, searched, combo) in enumerate(_grid_points(spec)):
+        if keep is not None and i not in keep:
+            continue
+        ip = {n: v for (n, _), v in zip(searched, combo, strict=True)}
+        cfg = _base_config(spec, group, 0)
+        cfg.update({"family": family, "model": dict(zip(names, mv, strict=True)), "lookback": int(lb),
+                    **dict(zip(TRAINING_KEYS, tv, strict=True)), "indicators": list(sub),
+                    "indicator_params": ip, "columns": columns_for(spec, sub, ip)})
+        cfg["batch_size"], cfg["patience"] = int(cfg["batch_size"]), int(cfg["patience"])
+        out.append(cfg)
     return out
-
-
-def grid_size(spec: Spec) -> float:
-    """Points in the full grid of one group (``inf`` if any dimension is continuous)."""
-    size = 0.0
-    per_sub = 0.0
-    for sub in subsets(spec) if n_subsets(spec) <= 100_000 else []:
-        n = 1
-        for k in sub:
-            m = _member(spec, k)
-            n *= len(m.variants) if m.searched else 1
-        per_sub += n
-    if n_subsets(spec) > 100_000:
-        per_sub = float(n_subsets(spec))
-    common = spec.window.lookback.size() * math.prod(getattr(spec.training, k).size() for k in TRAINING_KEYS)
-    for space in spec.model.families.values():
-        size += math.prod(d.size() for d in space.values()) * common * per_sub
-    return size
 
 
 def trials_per_group(spec: Spec) -> int:
@@ -208,40 +255,7 @@ def trials_per_group(spec: Spec) -> int:
 
 def param_names(spec: Spec) -> set[str]:
     """Names of every Optuna parameter the define-by-run function can create."""
-    names = {"family", "lookback", *TRAINING_KEYS}
-    for fam, space in spec.model.families.items():
-        names |= {f"{fam}.{k}" for k in space}
-    for m in spec.features.pool:
-        names.add(f"ind.{m.key}")
-        names |= {f"ind.{m.key}.{p}" for p in m.searched}
-    return names
-
-
-def check_space(spec: Spec) -> list[str]:
-    """Cross-checks that need the whole space; returns ``key: rule; got VALUE`` strings."""
-    problems = []
-    if spec.search.algorithm == "grid":
-        try:
-            for family, space in spec.model.families.items():
-                for k, d in space.items():
-                    _finite(d, f"model.families.{family}.{k}")
-            _finite(spec.window.lookback, "window.lookback")
-            for k in TRAINING_KEYS:
-                _finite(getattr(spec.training, k), f"training.{k}")
-        except ValueError as e:
-            problems.append(str(e))
-    allowed = param_names(spec)
-    for i, point in enumerate(spec.search.points_to_evaluate):
-        for k in point:
-            if k not in allowed:
-                import difflib
-
-                near = difflib.get_close_matches(k, sorted(allowed), n=1)
-                hint = f" (did you mean {near[0]!r}?)" if near else ""
-                problems.append(f"search.points_to_evaluate[{i}]: unknown parameter {k!r}{hint}")
-    for m in spec.features.pool:
-        assert m.indicator in INDICATORS
-    return problems
+    return set(spec.param_names())
 
 
 def asha_epochs(max_epochs: int, grace: int, rf: float) -> float:
@@ -256,3 +270,10 @@ def asha_epochs(max_epochs: int, grace: int, rf: float) -> float:
         total += (rung - prev) * alive
         prev, alive = rung, alive / rf
     return total
+
+
+def epochs_per_trial(spec: Spec) -> float:
+    """Expected epochs per trial: ``max_t`` without a scheduler, the ASHA estimate with one."""
+    if spec.scheduler.kind == "asha":
+        return asha_epochs(spec.max_t, spec.scheduler.grace_period, spec.scheduler.reduction_factor)
+    return float(spec.max_t)

@@ -4,14 +4,30 @@ from __future__ import annotations
 
 import math
 
+from search_spaces.distributions import Dist
 from search_spaces.loader import LoadedSpec
-from search_spaces.space import TRAINING_KEYS, asha_epochs, grid_size, n_subsets, trials_per_group
+from search_spaces.schema import Spec
+from search_spaces.space import TRAINING_KEYS, epochs_per_trial, grid_size, n_subsets, trials_per_group
 
 
 def _n(x: float) -> str:
     if not math.isfinite(x):
         return "continuous (infinite)"
     return f"{x:,.0f}" if x < 1e15 else f"{x:.3g}"
+
+
+def _split(s: Spec) -> str:
+    d = s.split.dates()
+    if d is not None:
+        return f"split by date (validation from {d[0]}, test from {d[1]})"
+    return f"split {s.split.train:g} / {s.split.val:g} / {s.split.test:g}"
+
+
+def _scheduler(s: Spec) -> str:
+    if s.scheduler.kind == "none":
+        return "no scheduler"
+    return (f"ASHA (grace {s.scheduler.grace_period}, reduction {s.scheduler.reduction_factor:g}, "
+            f"max_t {s.max_t})")
 
 
 def summary(loaded: LoadedSpec) -> str:
@@ -22,13 +38,29 @@ def summary(loaded: LoadedSpec) -> str:
     return (
         f"{loaded.path}: OK. Sweep '{loaded.name}' covers {len(s.data.assets)} asset(s) "
         f"({', '.join(s.data.assets)}) x {len(s.data.timeframes)} timeframe(s) ({', '.join(s.data.timeframes)}) "
-        f"= {groups} group(s); target {s.target.kind} at horizon {s.target.horizon}; families "
-        f"{', '.join(s.model.families)}; indicator pool of {len(s.features.pool)} "
-        f"({n_subsets(s):,} subsets of size {max(s.features.min_size, 1)}..{s.features.upper}); "
-        f"{s.search.algorithm} with {per} trial(s) per group = {per * groups} trials of up to "
-        f"{s.training.max_epochs} epochs (patience {s.training.patience}, scheduler {s.scheduler.kind}); "
+        f"= {groups} group(s); target {s.target.kind} at horizon {s.target.horizon}; {_split(s)}; families "
+        f"{', '.join(s.model.families)}; lookback {s.window.lookback.describe()}; indicator pool of "
+        f"{len(s.features.pool)} ({n_subsets(s):,} subsets of size {s.features.lower}..{s.features.upper}); "
+        f"{s.search.algorithm} with {per:,} trial(s) per group = {per * groups:,} trials of up to "
+        f"{s.max_t} epochs (patience {s.training.patience.describe()}, {_scheduler(s)}); "
         f"{s.resources.cpus:g} CPU / {s.resources.gpus:g} GPU per trial; results under {s.storage}/."
     )
+
+
+def _patience(s: Spec) -> str:
+    p = s.training.patience
+    if p.fixed and p.values[0] == 0:
+        return "no early stopping: every trial runs all its epochs"
+    return f"fewer with patience {p.describe()}"
+
+
+def _values(d: Dist) -> str:
+    n = d.size()
+    if d.fixed:
+        return f"fixed {d.describe()}"
+    if not math.isfinite(n):
+        return f"continuous  {d.describe()}"
+    return f"{_n(n)} value{'s' if n != 1 else ''}  {d.describe()}"
 
 
 def space_table(loaded: LoadedSpec) -> str:
@@ -36,22 +68,28 @@ def space_table(loaded: LoadedSpec) -> str:
     s = loaded.spec
     per = trials_per_group(s)
     total = per * len(s.groups)
-    lines = [f"{loaded.path}: search space of '{loaded.name}'"]
+    rows: list[tuple[str, str]] = []
     for fam, space in s.model.families.items():
-        dims = ", ".join(f"{k}={_n(d.size())}" for k, d in space.items()) or "no searched parameters"
-        lines.append(f"  family {fam:<22} {dims}")
-    lines.append(f"  lookback                      {_n(s.window.lookback.size())} values")
+        dims = ", ".join(f"{k}={_n(d.size())}" for k, d in space.items()) or "family defaults"
+        rows.append((f"family {fam}", dims))
+    rows.append(("lookback", _values(s.window.lookback)))
     for k in TRAINING_KEYS:
-        lines.append(f"  {k:<29} {_n(getattr(s.training, k).size())} values")
-    lines.append(f"  indicator subsets             {n_subsets(s):,} (pool {len(s.features.pool)}, "
-                 f"size {max(s.features.min_size, 1)}..{s.features.upper}, always {s.features.always or '-'})")
-    lines.append(f"  grid points per group         {_n(grid_size(s))}")
-    lines.append(f"  groups (asset x timeframe)    {len(s.groups)}")
-    lines.append(f"  trials                        {total:,} ({per:,} per group, {s.search.algorithm})")
-    ub = total * s.training.max_epochs
+        rows.append((k, _values(getattr(s.training, k))))
+    f = s.features
+    rows.append(("indicator subsets", f"{n_subsets(s):,} (pool {len(f.pool)}, size {f.lower}..{f.upper}, "
+                 f"always {', '.join(f.always) or '-'})"))
+    searched = [f"{m.key}.{p} ({len({dict(v)[p] for v in m.variants})})" for m in f.pool for p in m.searched]
+    if searched:
+        rows.append(("indicator parameters", ", ".join(searched)))
+    rows.append(("grid points per group", _n(grid_size(s))))
+    rows.append(("groups (asset x timeframe)", f"{len(s.groups)}"))
+    rows.append(("trials", f"{total:,} ({per:,} per group, {s.search.algorithm})"))
+    ub = total * s.max_t
     if s.scheduler.kind == "asha":
-        est = total * asha_epochs(s.training.max_epochs, s.scheduler.grace_period, s.scheduler.reduction_factor)
-        lines.append(f"  trial-epochs                  <= {ub:,} (about {est:,.0f} with ASHA, fewer with patience)")
+        est = total * epochs_per_trial(s)
+        rows.append(("trial-epochs", f"<= {ub:,} (about {est:,.0f} with ASHA, fewer with patience)"))
     else:
-        lines.append(f"  trial-epochs                  <= {ub:,} (fewer with patience {s.training.patience})")
-    return "\n".join(lines)
+        rows.append(("trial-epochs", f"<= {ub:,} ({_patience(s)})"))
+    width = max(len(k) for k, _ in rows) + 2
+    return "\n".join([f"{loaded.path}: search space of '{loaded.name}'",
+                      *(f"  {k:<{width}}{v}" for k, v in rows)])
