@@ -574,9 +574,9 @@ def _family_space(fam: str, space: dict[Any, Any], err: Errors) -> dict[str, Dis
                 err.add((fam, key), f"heads must divide d_model (d_model: {dm.describe()}); heads that do not: "
                         f"{fmt_value(bad)}", space[key])
     if "pos_encoding" in parsed:
-        from trainables.attention import PositionalEncoding
+        from trainables.models import POS_ENCODINGS
 
-        kinds = tuple(PositionalEncoding.KINDS)
+        kinds = POS_ENCODINGS
         for v in parsed["pos_encoding"].values:
             if v not in kinds:
                 err.add((fam, "pos_encoding"), f"must be one of {', '.join(kinds)}{did_you_mean(v, kinds)}", v)

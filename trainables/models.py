@@ -12,11 +12,31 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import keras
-from keras import layers
-
-from trainables.attention import LastTimeStep, PositionalEncoding, SynthAttention
 from trainables.errors import TunefactoryError
+
+
+class _LazyModule:
+    """Import a module on first attribute access.
+
+    Spec validation needs the family registry (names and declared parameters) but not
+    Keras; importing TensorFlow costs 3-8 s and prints a start-up banner, so ``validate``,
+    ``space`` and error messages stay fast and clean until a model is actually built.
+    """
+
+    def __init__(self, name: str) -> None:
+        self._name = name
+
+    def __getattr__(self, attr: str) -> Any:
+        import importlib
+
+        return getattr(importlib.import_module(self._name), attr)
+
+
+#: Positional encodings of the transformer families (trainables.attention.PositionalEncoding.KINDS).
+POS_ENCODINGS: tuple[str, ...] = ("learned", "sinusoidal")
+
+keras: Any = _LazyModule("keras")
+layers: Any = _LazyModule("keras.layers")
 
 
 @dataclass(frozen=True)
@@ -30,7 +50,7 @@ class Param:
     doc: str = ""
 
 
-Builder = Callable[[keras.KerasTensor, Mapping[str, Any]], keras.KerasTensor]
+Builder = Callable[[Any, Mapping[str, Any]], Any]  # (input KerasTensor, params) -> KerasTensor
 
 
 @dataclass(frozen=True)
@@ -71,8 +91,9 @@ def _mlp(x: keras.KerasTensor, p: Mapping[str, Any]) -> keras.KerasTensor:
     return h
 
 
-def _recurrent(cell: type[layers.Layer]) -> Builder:
-    def body(x: keras.KerasTensor, p: Mapping[str, Any]) -> keras.KerasTensor:
+def _recurrent(cell_name: str) -> Builder:
+    def body(x: Any, p: Mapping[str, Any]) -> Any:
+        cell = getattr(layers, cell_name)  # keras.layers.LSTM / GRU, resolved at build time
         n = int(p["layers"])
         h = x
         for i in range(n):
@@ -85,8 +106,8 @@ def _recurrent(cell: type[layers.Layer]) -> Builder:
     return body
 
 
-register("lstm", doc="stacked LSTM", layers=_LAYERS, units=_UNITS, dropout=_DROPOUT)(_recurrent(layers.LSTM))
-register("gru", doc="stacked GRU", layers=_LAYERS, units=_UNITS, dropout=_DROPOUT)(_recurrent(layers.GRU))
+register("lstm", doc="stacked LSTM", layers=_LAYERS, units=_UNITS, dropout=_DROPOUT)(_recurrent("LSTM"))
+register("gru", doc="stacked GRU", layers=_LAYERS, units=_UNITS, dropout=_DROPOUT)(_recurrent("GRU"))
 
 
 # ------------------------------------------------------------------------ causal sequence families
@@ -97,6 +118,8 @@ LAST_STEP = "last_step"
 
 
 def _tcn(x: keras.KerasTensor, p: Mapping[str, Any]) -> keras.KerasTensor:
+    from trainables.attention import LastTimeStep
+
     """Bai et al. (2018) TCN: residual blocks of two dilated causal convolutions.
 
     Block ``i`` dilates by ``2**i``, so the receptive field is
@@ -150,6 +173,8 @@ def transformer_body(kind: str, family: str) -> Builder:
     """
 
     def body(x: keras.KerasTensor, p: Mapping[str, Any]) -> keras.KerasTensor:
+        from trainables.attention import LastTimeStep, PositionalEncoding, SynthAttention
+
         d, heads, rate = int(p["d_model"]), int(p["heads"]), float(p["dropout"])
         n = x.shape[1]
         _check(family, heads >= 1 and d % heads == 0, "heads", heads,

@@ -249,3 +249,17 @@ def test_one_epoch_of_fit_gives_a_finite_loss(family: str) -> None:
     y = np.random.default_rng(3).normal(size=(32, 1)).astype("float32")
     history = model.fit(x, y, batch_size=16, epochs=1, verbose=0)
     assert np.isfinite(history.history["loss"][0])
+
+
+def test_registry_is_importable_without_keras_and_agrees_with_the_layers() -> None:
+    """validate/space read the registry without importing TensorFlow (seconds + a banner)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, search_spaces.loader, trainables.models; "
+            "sys.exit(1 if 'keras' in sys.modules or 'tensorflow' in sys.modules else 0)")
+    assert subprocess.run([sys.executable, "-c", code], check=False).returncode == 0
+    from trainables.attention import PositionalEncoding
+    from trainables.models import POS_ENCODINGS
+
+    assert tuple(PositionalEncoding.KINDS) == POS_ENCODINGS
