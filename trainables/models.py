@@ -118,13 +118,13 @@ LAST_STEP = "last_step"
 
 
 def _tcn(x: keras.KerasTensor, p: Mapping[str, Any]) -> keras.KerasTensor:
-    from trainables.attention import LastTimeStep
-
     """Bai et al. (2018) TCN: residual blocks of two dilated causal convolutions.
 
     Block ``i`` dilates by ``2**i``, so the receptive field is
     ``1 + 2·(kernel_size-1)·(2**layers - 1)`` steps.
     """
+    from trainables.attention import LastTimeStep
+
     filters, kernel, rate = int(p["filters"]), int(p["kernel_size"]), float(p["dropout"])
     h = x
     for i in range(int(p["layers"])):
