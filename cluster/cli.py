@@ -15,14 +15,18 @@ from pathlib import Path
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune snapshots its state after every trial checkpoint (that is what makes resume exact);
+# its warning about snapshotting "too often" is noise here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
-from trainables.errors import TunefactoryError  # noqa: E402
+from trainables.errors import TunefactoryError
 
 
 def _add_run_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
     p.add_argument("--name", help="run name (default: the spec's name; never overwrites a run)")
-    p.add_argument("--storage", help="root folder for runs (default: the spec's storage, 'runs')")
+    p.add_argument("--storage", help="root folder or URI for runs: a path, NFS mount, s3://BUCKET/PATH or "
+                   "gs://BUCKET/PATH (default: the spec's storage, 'runs')")
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, parsed as YAML: --set 'data.assets=[BTC-USDT]'")
 
@@ -39,7 +43,7 @@ def _cmd_run(a: argparse.Namespace) -> int:
 def _cmd_resume(a: argparse.Namespace) -> int:
     from cluster.sweep import resume_sweep
 
-    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus)
+    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus, retry_failed=a.retry_failed)
     return 0
 
 
@@ -60,22 +64,6 @@ def _cmd_space(a: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_report(a: argparse.Namespace) -> int:
-    from reports.build import build_report
-
-    out = build_report(a.run_dir)
-    print(f"{out / 'index.html'}\n{out / 'leaderboard.csv'}")
-    return 0
-
-
-def _cmd_export(a: argparse.Namespace) -> int:
-    from reports.export import export_run
-
-    for line in export_run(a.run_dir, a.registry, force=a.force):
-        print(line)
-    return 0
-
-
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (public so the README and tests can list the commands)."""
     p = argparse.ArgumentParser(prog="tunefactory", description="Hyperparameter and indicator-subset "
@@ -89,9 +77,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.set_defaults(fn=_cmd_run)
 
     rs = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are kept)")
-    rs.add_argument("run_dir", type=Path)
-    rs.add_argument("--address")
-    rs.add_argument("--num-cpus", type=int)
+    rs.add_argument("run_dir", help="the run folder (or s3:// / gs:// URI) that `tunefactory run` printed")
+    rs.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
+    rs.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
+    rs.add_argument("--retry-failed", action="store_true",
+                    help="also run again the trials that failed (they already had max_failures retries)")
     rs.set_defaults(fn=_cmd_resume)
 
     v = sub.add_parser("validate", help="check a spec and summarise it (exit 2 on errors)")
@@ -104,15 +94,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     s.set_defaults(fn=_cmd_space)
 
-    rp = sub.add_parser("report", help="(re)write RUN_DIR/report/ from the files on disk")
-    rp.add_argument("run_dir", type=Path)
-    rp.set_defaults(fn=_cmd_report)
+    # Other packages add their own commands (reports: report/export/forecast/confirm;
+    # cluster.remote: submit/jobs/slurm), so each stays next to its code.
+    from cluster.remote import register as register_remote
+    from reports.commands import register as register_reports
+    from trainables.commands import register as register_data
 
-    e = sub.add_parser("export", help="export each asset/timeframe winner to a registry folder")
-    e.add_argument("run_dir", type=Path)
-    e.add_argument("--registry", type=Path, default=Path("winners"))
-    e.add_argument("--force", action="store_true", help="replace even a better or differently judged winner")
-    e.set_defaults(fn=_cmd_export)
+    register_reports(sub)
+    register_data(sub)
+    register_remote(sub)
     return p
 
 

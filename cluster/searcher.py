@@ -106,4 +106,4 @@ class GroupedSearcher(Searcher):
         Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
 
     def restore(self, checkpoint_path: str) -> None:
-        self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))  # noqa: S301
+        self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))

@@ -51,9 +51,14 @@ def atomic_write(path: Path, text: str) -> None:
 
 def prepare_groups(spec: Spec) -> dict[str, Prepared]:
     """Load candles and compute the full indicator pool once per (asset, timeframe)."""
+    from trainables.targets import TARGETS
+
     out: dict[str, Prepared] = {}
     for asset, tf in spec.groups:
         candles = load_candles(asset, tf, path=spec.data.path)
+        # Realised-volatility targets read the asset's 1h candles (a 1h group is its own).
+        intraday = (load_candles(asset, "1h", path=spec.data.path).frame
+                    if TARGETS[spec.target.kind].needs_intraday and tf != "1h" else None)
         frame = candles.frame
         if spec.data.start or spec.data.end:
             import pandas as pd
@@ -68,12 +73,19 @@ def prepare_groups(spec: Spec) -> dict[str, Prepared]:
         out[f"{asset}/{tf}"] = prepare(
             candles, spec.features.pool, target=spec.target.kind, horizon=spec.target.horizon,
             max_lookback=spec.window.max_lookback,
-            split=Split(spec.split.train, spec.split.val, spec.split.test))
+            split=Split(spec.split.train, spec.split.val, spec.split.test), intraday=intraday)
     return out
 
 
 def group_summary(p: Prepared) -> dict[str, Any]:
-    """What reports need about a group without re-loading data: spans and baselines."""
+    """What reports need about a group without re-loading data: spans and baselines.
+
+    ``baselines``: ``{name: {"val_rmse", "test_rmse", ...}}`` of persistence, drift, AR(p)
+    and (volatility targets) GARCH(1,1) on exactly this group's validation and test
+    samples (see :mod:`trainables.baselines`).
+    """
+    from trainables.baselines import baselines
+
     return {
         "asset": p.asset, "timeframe": p.timeframe, "target": p.target, "horizon": p.horizon,
         "source": p.source, "columns": p.columns, "max_lookback": p.max_lookback,
@@ -81,6 +93,7 @@ def group_summary(p: Prepared) -> dict[str, Any]:
         "spans": {"train": p.span(p.train_idx), "val": p.span(p.val_idx), "test": p.span(p.test_idx)},
         "persistence_rmse": {"val": rmse(p.y[p.val_idx], p.persistence[p.val_idx]),
                              "test": rmse(p.y[p.test_idx], p.persistence[p.test_idx])},
+        "baselines": baselines(p),
         "gaps_dropped_samples": p.gaps_dropped, **p.meta,
     }
 
@@ -171,13 +184,14 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> None:
     """
     import ray
 
-    from cluster.auth import ClusterError, enable_token_auth_for_address
+    from cluster.auth import ClusterError, enable_token_auth_for_address, probe_gcs
 
     if ray.is_initialized():
         return
     env = {"env_vars": WORKER_ENV}
     if address:
         enable_token_auth_for_address()
+        probe_gcs(address)
         try:
             ray.init(address=address, runtime_env=env, log_to_driver=False)
         except ray.exceptions.AuthenticationError as e:
@@ -305,6 +319,8 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
     datasets = prepare_groups(spec)  # fails on bad data before anything is written
     prep_s = time.perf_counter() - t0
     run_name = location.rstrip("/").rpartition("/")[2]
+    init_ray(address, num_cpus=num_cpus)  # an unreachable cluster or a rejected token: nothing written yet
+    warn_if_node_local(root)
     if not st.is_uri(location):
         Path(location).mkdir(parents=True, exist_ok=True)
     _write_run_file(location, "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
@@ -313,8 +329,6 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
          "groups": {g: group_summary(p) for g, p in datasets.items()}}, indent=1))
     print(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {location}",
           flush=True)
-    init_ray(address, num_cpus=num_cpus)
-    warn_if_node_local(root)
     tuner = build_tuner(spec, datasets, location)
     t1 = time.perf_counter()
     tuner.fit()

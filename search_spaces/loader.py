@@ -267,6 +267,36 @@ def format_errors(path: Path | str, err: ValidationError) -> list[str]:
     return lines
 
 
+def _register_metric_sources(raw: dict[str, Any]) -> None:
+    """Register the metric-derived indicators a spec's data sources provide.
+
+    Pool members such as ``funding_rate_change`` exist in the indicator registry only once
+    their source is declared (``data.funding``, ``data.metrics``), so the pool can be
+    validated against them. Missing or unreadable files are left to the schema's file
+    checks, which name the key.
+    """
+    data = raw.get("data") if isinstance(raw, dict) else None
+    if not isinstance(data, dict):
+        return
+    from trainables.errors import TunefactoryError
+    from trainables.metrics_tables import register_funding_indicators, register_metric_table
+
+    if data.get("funding"):
+        register_funding_indicators()
+    metrics, assets = data.get("metrics") or [], data.get("assets") or []
+    if isinstance(metrics, list) and isinstance(assets, list):
+        for m in metrics:
+            for a in assets:
+                if not isinstance(m, str) or not isinstance(a, str):
+                    continue
+                f = Path(m.replace("{asset}", a).replace("{base}", a.split("-")[0]))
+                if f.is_file():
+                    try:
+                        register_metric_table(f)
+                    except TunefactoryError:
+                        pass  # reported by the data checks with the key that names the file
+
+
 def validate_raw(raw: dict[str, Any], path: Path | str, *, check_files: bool = True) -> Spec:
     """Validate an already merged spec mapping; ``path`` names it in messages.
 
@@ -278,6 +308,7 @@ def validate_raw(raw: dict[str, Any], path: Path | str, *, check_files: bool = T
     Raises:
         SpecError: every problem found, one per line.
     """
+    _register_metric_sources(raw)
     try:
         return Spec.model_validate(raw, context={"files": check_files})
     except ValidationError as e:

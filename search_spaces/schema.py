@@ -39,7 +39,7 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from search_spaces.distributions import Dist, DistError, check_dist, did_you_mean, fmt_value
-from trainables.data import EMBEDDED_DIR, TIMEFRAMES, available, candle_file
+from trainables.data import EMBEDDED_DIR, EMBEDDED_FUNDING_DIR, TIMEFRAMES, available, candle_file
 from trainables.indicators import INDICATORS, PoolMember, make_member
 from trainables.models import MODELS
 from trainables.targets import TARGETS
@@ -218,6 +218,24 @@ class DataSection(Section):
     start: Day | None = None
     end: Day | None = None
     gap_policy: Literal["drop_windows"] = "drop_windows"
+    #: Attach the asset's perpetual funding rates (``true``: the embedded file
+    #: ``data/funding/<ASSET>_perp_funding_rate_8h.csv``; or a file path with ``{asset}``).
+    funding: bool | str = False
+    #: Wide metric tables (``timestamp`` + one column per metric, Glassnode style), one path
+    #: per entry; ``{asset}`` and ``{base}`` (e.g. ``BTC``) are replaced per asset.
+    metrics: list[str] = Field(default_factory=list)
+
+    def funding_file(self, asset: str) -> Path | None:
+        """The funding-rate file of ``asset`` (None when funding is off)."""
+        if self.funding is False:
+            return None
+        if self.funding is True:
+            return EMBEDDED_FUNDING_DIR / f"{asset}_perp_funding_rate_8h.csv"
+        return Path(str(self.funding).format(asset=asset, base=asset.split("-")[0]))
+
+    def metric_files(self, asset: str) -> list[Path]:
+        """The wide metric tables of ``asset``."""
+        return [Path(m.format(asset=asset, base=asset.split("-")[0])) for m in self.metrics]
 
     @field_validator("assets")
     @classmethod
@@ -296,6 +314,13 @@ class DataSection(Section):
                 elif ext is not None:
                     firsts.append(ext.first)
                     lasts.append(ext.last)
+        for i, a in enumerate(self.assets):
+            f = self.funding_file(a)
+            if f is not None and not f.is_file():
+                err.add("funding", f"no funding-rate file for {a} (looked for {f})", self.funding)
+            for j, m in enumerate(self.metric_files(a)):
+                if not m.is_file():
+                    err.add(("metrics", j), f"no metric table for {a} (looked for {m})", self.metrics[j])
         if firsts and self.start and dt.datetime.combine(self.start, dt.time(), dt.timezone.utc) > max(lasts):
             err.add("start", f"is after the last candle ({max(lasts):%Y-%m-%d}); no data left", self.start)
         if firsts and self.end and dt.datetime.combine(self.end, dt.time(), dt.timezone.utc) <= min(firsts):

@@ -21,6 +21,8 @@ from trainables.errors import DataError
 
 #: The folder of embedded candles shipped with the project (Binance spot, see data/README.md).
 EMBEDDED_DIR: Path = Path(__file__).resolve().parent.parent / "data" / "ohlcv"
+#: Embedded Binance USDT-M perpetual funding rates (``<ASSET>_perp_funding_rate_8h.csv``).
+EMBEDDED_FUNDING_DIR: Path = EMBEDDED_DIR.parent / "funding"
 
 #: Supported timeframes and their length. Anything not native on disk is resampled from
 #: the finest native timeframe that divides it.
