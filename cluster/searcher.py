@@ -14,7 +14,6 @@ best epoch.
 from __future__ import annotations
 
 import pickle
-import random
 from pathlib import Path
 from typing import Any
 
@@ -49,11 +48,8 @@ class GroupedSearcher(Searcher):
         for gi, g in enumerate(self.groups):
             seed = spec.search.seed * 1000 + gi
             if algo == "grid":
-                pts = grid_configs(spec, group=g)
-                if spec.search.num_samples and spec.search.num_samples < len(pts):
-                    random.Random(seed).shuffle(pts)
-                    pts = pts[: spec.search.num_samples]
-                self.grids[g] = pts
+                # A seeded sample when num_samples caps the grid, without building the rest.
+                self.grids[g] = grid_configs(spec, group=g, limit=spec.search.num_samples, seed=seed)
                 continue
             sampler: optuna.samplers.BaseSampler
             if algo == "random":

@@ -70,11 +70,28 @@ def prepare_groups(spec: Spec) -> dict[str, Prepared]:
                 keep &= frame["timestamp"] < pd.Timestamp(spec.data.end, tz="UTC")
             candles = type(candles)(candles.asset, candles.timeframe, frame[keep].reset_index(drop=True),
                                     candles.source, candles.resampled_from, candles.gaps)
+        funding, metrics = spec.data.funding_file(asset), spec.data.metric_files(asset)
+        if funding is not None or metrics:
+            from trainables.metrics_tables import attach_metrics
+
+            # Metrics join as of each candle's close, using only values published by then;
+            # rows whose metric is missing or stale become NaN and prepare() drops them
+            # for every trial of the group alike.
+            candles = type(candles)(candles.asset, candles.timeframe,
+                                    attach_metrics(candles.frame, tf, funding_file=funding, metric_files=metrics),
+                                    candles.source, candles.resampled_from, candles.gaps)
         out[f"{asset}/{tf}"] = prepare(
             candles, spec.features.pool, target=spec.target.kind, horizon=spec.target.horizon,
-            max_lookback=spec.window.max_lookback,
-            split=Split(spec.split.train, spec.split.val, spec.split.test), intraday=intraday)
+            max_lookback=spec.window.max_lookback, split=split_of(spec), intraday=intraday)
     return out
+
+
+def split_of(spec: Spec) -> Split:
+    """The spec's split (fractions or dates) as the dataset builder takes it."""
+    sp = spec.split
+    if sp.val_start is not None and sp.test_start is not None:
+        return Split(val_start=sp.val_start, test_start=sp.test_start)
+    return Split(float(sp.train or 0.7), float(sp.val or 0.15), float(sp.test or 0.15))
 
 
 def group_summary(p: Prepared) -> dict[str, Any]:
@@ -223,6 +240,23 @@ def warn_if_node_local(storage: str | Path) -> str | None:
     return msg
 
 
+#: A reused worker is retired once its resident memory passes this (TensorFlow keeps
+#: ~12 MB per trial that clear_session does not return).
+WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
+
+
+def make_trainable(spec: Spec, datasets: Mapping[str, Prepared]) -> Any:
+    """The trainable class: data via the object store, resources, bounded worker reuse."""
+    from ray import tune
+
+    from trainables.reporting import bounded_trainable
+    from trainables.trainable import train_trial
+
+    fn = tune.with_parameters(train_trial, datasets=dict(datasets))
+    return tune.with_resources(bounded_trainable(fn, max_rss_mb=WORKER_RSS_LIMIT_MB),
+                               {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+
+
 def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | str) -> Any:
     """The ``Tuner`` for a spec: grouped searcher, ASHA, resources, reuse of workers.
 
@@ -232,21 +266,19 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     from cluster.searcher import GroupedSearcher
-    from trainables.trainable import train_trial
 
     searcher = GroupedSearcher(spec, metric=METRIC, mode="min")
     if spec.scheduler.kind == "asha":
         # time_attr "epoch": the trial's final report repeats its last epoch number, so
         # ASHA never cuts the report that carries test scores and the checkpoint; max_t
         # is one past the last epoch for the same reason.
-        scheduler: Any = ASHAScheduler(time_attr="epoch", max_t=spec.training.max_epochs + 1,
+        scheduler: Any = ASHAScheduler(time_attr="epoch", max_t=spec.max_t + 1,
                                        grace_period=spec.scheduler.grace_period,
                                        reduction_factor=spec.scheduler.reduction_factor)
     else:
         scheduler = FIFOScheduler()
     parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
-    trainable = tune.with_resources(tune.with_parameters(train_trial, datasets=dict(datasets)),
-                                    {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
+    trainable = make_trainable(spec, datasets)
     return tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(metric=METRIC, mode="min", search_alg=searcher, scheduler=scheduler,
@@ -431,7 +463,6 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     from ray import tune
 
     from search_spaces.loader import load_spec
-    from trainables.trainable import train_trial
 
     location = str(run_dir) if st.is_uri(run_dir) else str(Path(run_dir).resolve())
     spec_text = st.read_text(st.join(location, "spec.yaml"))
@@ -454,8 +485,7 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
               "kept as finished", flush=True)
     init_ray(address, num_cpus=num_cpus)
     warn_if_node_local(location.rstrip("/").rpartition("/")[0] if st.is_uri(location) else Path(location).parent)
-    trainable = tune.with_resources(tune.with_parameters(train_trial, datasets=datasets),
-                                    {"cpu": loaded.spec.resources.cpus, "gpu": loaded.spec.resources.gpus})
+    trainable = make_trainable(loaded.spec, datasets)
     tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True,
                                resume_errored=retry_failed)
     t1 = time.perf_counter()

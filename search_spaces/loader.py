@@ -12,6 +12,7 @@ merge key by key; lists, scalars and new distributions (``{type: ...}``) replace
 
 from __future__ import annotations
 
+import contextlib
 import copy
 from dataclasses import dataclass
 from pathlib import Path
@@ -291,10 +292,9 @@ def _register_metric_sources(raw: dict[str, Any]) -> None:
                     continue
                 f = Path(m.replace("{asset}", a).replace("{base}", a.split("-")[0]))
                 if f.is_file():
-                    try:
+                    # A bad table is reported by the data checks, with the key that names it.
+                    with contextlib.suppress(TunefactoryError):
                         register_metric_table(f)
-                    except TunefactoryError:
-                        pass  # reported by the data checks with the key that names the file
 
 
 def validate_raw(raw: dict[str, Any], path: Path | str, *, check_files: bool = True) -> Spec:

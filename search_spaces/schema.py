@@ -314,7 +314,7 @@ class DataSection(Section):
                 elif ext is not None:
                     firsts.append(ext.first)
                     lasts.append(ext.last)
-        for i, a in enumerate(self.assets):
+        for a in self.assets:
             f = self.funding_file(a)
             if f is not None and not f.is_file():
                 err.add("funding", f"no funding-rate file for {a} (looked for {f})", self.funding)

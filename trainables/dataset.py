@@ -28,11 +28,18 @@ from trainables.targets import TARGETS, TargetContext
 
 @dataclass(frozen=True)
 class Split:
-    """Fractions of the sample timeline for train / validation / test (in time order)."""
+    """Where the sample timeline is cut: fractions, or dates (candle open times, UTC).
+
+    With ``val_start``/``test_start`` set, a sample belongs to validation from the first
+    candle at or after ``val_start`` and to test from ``test_start``; the fractions are
+    then ignored.
+    """
 
     train: float = 0.7
     val: float = 0.15
     test: float = 0.15
+    val_start: object | None = None
+    test_start: object | None = None
 
 
 @dataclass
@@ -154,8 +161,14 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
             f"({warm} rows), lookback {max_lookback} and horizon {horizon}; need at least 30 — use more "
             "data, a shorter lookback or a shorter horizon")
     n_s = len(samples)
-    a = round(n_s * split.train)
-    b = round(n_s * (split.train + split.val))
+    if split.val_start is not None and split.test_start is not None:
+        import pandas as pd
+
+        cut = [pd.Timestamp(x, tz="UTC").value for x in (split.val_start, split.test_start)]
+        a, b = (int(np.searchsorted(ts[samples], c, side="left")) for c in cut)
+    else:
+        a = round(n_s * split.train)
+        b = round(n_s * (split.train + split.val))
     tr, va, te = samples[:a], samples[a:b], samples[b:]
     # Purge: labels of the last h samples before a boundary look into the next span.
     if len(va):
