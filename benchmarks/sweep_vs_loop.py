@@ -2,10 +2,12 @@
 
     .venv/bin/python benchmarks/sweep_vs_loop.py --trials 16 --epochs 5
 
-Both sides train identical configs (same seeded sampler, same data, same epochs, no ASHA,
-no early stopping) on BTC-USDT 1d with the laptop preset's space. The bare loop is what a
-user would write by hand: one process, TensorFlow with its default thread pools, trials
-one after another. Prints trials/hour for both and their ratio.
+Both sides train identical configs (same seeded sampler, same data, same models, same
+epochs, no ASHA, no early stopping) on BTC-USDT 1d with the laptop preset's space. The
+bare loop is what a user writes by hand: one process, TensorFlow with its default thread
+pools, ``model.fit(..., validation_data=...)`` then ``model.predict`` per config, trials one
+after another. The sweep is ``tunefactory run`` (a fresh process, Ray start-up included).
+Prints trials/hour for both and their ratio.
 """
 
 from __future__ import annotations
@@ -21,6 +23,29 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+
+def bare_keras_trial(cfg: dict, data: object) -> float:
+    """One config the plain-Keras way; returns the test RMSE in target units."""
+    import keras
+    import numpy as np
+
+    from trainables.dataset import fit_scaler, labels, windows
+    from trainables.models import build_model
+
+    keras.utils.set_random_seed(int(cfg["seed"]))
+    cols = data.column_index(cfg["columns"])  # type: ignore[attr-defined]
+    sc = fit_scaler(data, cols)  # type: ignore[arg-type]
+    lb = int(cfg["lookback"])
+    xs = {s: windows(data, cols, getattr(data, f"{s}_idx"), lb, sc) for s in ("train", "val", "test")}  # type: ignore[arg-type]
+    ys = {s: labels(data, getattr(data, f"{s}_idx"), sc) for s in ("train", "val", "test")}  # type: ignore[arg-type]
+    model = build_model(cfg["family"], cfg["model"], lookback=lb, n_features=len(cols))
+    model.compile(optimizer=keras.optimizers.Adam(float(cfg["learning_rate"])), loss="mse",
+                  metrics=[keras.metrics.RootMeanSquaredError()])
+    model.fit(xs["train"], ys["train"], batch_size=int(cfg["batch_size"]), epochs=int(cfg["max_epochs"]),
+              validation_data=(xs["val"], ys["val"]), verbose=0)
+    pred = model.predict(xs["test"], verbose=0)[:, 0]
+    return float(np.sqrt(np.mean((pred - ys["test"]) ** 2)) * sc.y_std)
 
 
 def main() -> None:
@@ -49,11 +74,9 @@ def main() -> None:
 
     loop_s = float("nan")
     if not a.skip_loop:
-        from trainables.trainable import fit_trial
-
         t0 = time.perf_counter()
         for cfg in configs:
-            fit_trial(cfg, datasets[group], sink=lambda row: None)
+            bare_keras_trial(cfg, datasets[group])
         loop_s = time.perf_counter() - t0
         print(f"bare loop : {a.trials} trials in {loop_s:7.1f}s -> {a.trials * 3600 / loop_s:8.0f} trials/hour",
               flush=True)
