@@ -50,6 +50,21 @@ TINY_SPEC = textwrap.dedent("""\
     """)
 
 
+@pytest.fixture(autouse=True)
+def _restore_indicator_registry() -> Iterator[None]:
+    """Specs with funding/metric sources register indicators process-wide; undo it after
+    each test so every test sees the candle indicators only (as a fresh process does)."""
+    from trainables.indicators import INDICATORS
+    from trainables.metrics_tables import METRIC_INDICATORS
+
+    before, before_m = dict(INDICATORS), dict(METRIC_INDICATORS)
+    yield
+    INDICATORS.clear()
+    INDICATORS.update(before)
+    METRIC_INDICATORS.clear()
+    METRIC_INDICATORS.update(before_m)
+
+
 @pytest.fixture(scope="session")
 def tiny_spec_text() -> str:
     """The text of a tiny but complete spec (BTC 1d since 2021, 4 trials x 2 epochs)."""

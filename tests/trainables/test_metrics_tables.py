@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import gzip
 import re
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -46,18 +45,6 @@ EIGHT_H = FIX / "BTC_metrics_8h.csv"
 FUNDING = ROOT / "data" / "funding" / "BTC-USDT_perp_funding_rate_8h.csv"
 GLASSNODE = Path("/work/shared/data/onchain/BTC_glassnode_daily.csv.gz")
 DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
-
-
-@pytest.fixture(autouse=True)
-def _restore_registry() -> Iterator[None]:
-    """attach_metrics registers indicators process-wide; undo it so other test files see
-    only the candle indicators (they featurise plain candle frames with every entry)."""
-    before, before_m = dict(INDICATORS), dict(METRIC_INDICATORS)
-    yield
-    INDICATORS.clear()
-    INDICATORS.update(before)
-    METRIC_INDICATORS.clear()
-    METRIC_INDICATORS.update(before_m)
 
 
 def _ts(s: str) -> pd.Timestamp:
