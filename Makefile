@@ -4,7 +4,6 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 SPEC   ?= search_spaces/laptop.yaml
-NAME   ?= laptop
 
 export TF_CPP_MIN_LOG_LEVEL := 2
 export RAY_USAGE_STATS_ENABLED := 0
@@ -22,7 +21,7 @@ $(STAMP): pyproject.toml
 	@touch $(STAMP)
 
 demo: $(STAMP)  ## run the laptop sweep on the embedded data and print where the leaderboard is
-	$(BIN)/tunefactory run $(SPEC) --name $(NAME) --fresh
+	$(BIN)/tunefactory run $(SPEC)
 
 test: $(STAMP)  ## run the fast tests (everything but the `slow` marker) plus lint
 	$(BIN)/ruff check search_spaces trainables cluster reports tests benchmarks

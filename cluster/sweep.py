@@ -263,18 +263,18 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
     ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Ray Tune writes the trials there.
     """
     from ray import tune
-    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+    from ray.tune.schedulers import FIFOScheduler
 
-    from cluster.searcher import GroupedSearcher
+    from cluster.searcher import GroupedASHA, GroupedSearcher
 
     searcher = GroupedSearcher(spec, metric=METRIC, mode="min")
     if spec.scheduler.kind == "asha":
         # time_attr "epoch": the trial's final report repeats its last epoch number, so
         # ASHA never cuts the report that carries test scores and the checkpoint; max_t
-        # is one past the last epoch for the same reason.
-        scheduler: Any = ASHAScheduler(time_attr="epoch", max_t=spec.max_t + 1,
-                                       grace_period=spec.scheduler.grace_period,
-                                       reduction_factor=spec.scheduler.reduction_factor)
+        # is one past the last epoch for the same reason. One set of rungs per group.
+        scheduler: Any = GroupedASHA(time_attr="epoch", max_t=spec.max_t + 1,
+                                     grace_period=spec.scheduler.grace_period,
+                                     reduction_factor=spec.scheduler.reduction_factor)
     else:
         scheduler = FIFOScheduler()
     parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
