@@ -70,6 +70,13 @@ def prepare_groups(spec: Spec) -> dict[str, Prepared]:
                 keep &= frame["timestamp"] < pd.Timestamp(spec.data.end, tz="UTC")
             candles = type(candles)(candles.asset, candles.timeframe, frame[keep].reset_index(drop=True),
                                     candles.source, candles.resampled_from, candles.gaps)
+        filled = 0
+        if spec.data.gap_policy == "ffill":
+            from trainables.data import fill_gaps
+
+            frame2, filled = fill_gaps(candles.frame, tf, limit=spec.data.ffill_limit)
+            candles = type(candles)(candles.asset, candles.timeframe, frame2, candles.source,
+                                    candles.resampled_from, candles.gaps)
         funding, metrics = spec.data.funding_file(asset), spec.data.metric_files(asset)
         if funding is not None or metrics:
             from trainables.metrics_tables import attach_metrics
@@ -83,6 +90,7 @@ def prepare_groups(spec: Spec) -> dict[str, Prepared]:
         out[f"{asset}/{tf}"] = prepare(
             candles, spec.features.pool, target=spec.target.kind, horizon=spec.target.horizon,
             max_lookback=spec.window.max_lookback, split=split_of(spec), intraday=intraday)
+        out[f"{asset}/{tf}"].meta["filled_candles"] = filled
     return out
 
 

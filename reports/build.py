@@ -143,7 +143,8 @@ def _group_info(run: Run, group: str) -> dict[str, Any]:
     info["spans"] = {k: list(spans.get(k) or ["?", "?"]) for k in ("train", "val", "test")}
     samples = info.get("samples") or {}
     info["samples"] = {k: samples.get(k, "?") for k in ("train", "val", "test")}
-    for k in ("source", "resampled_from", "gaps", "target", "timeframe", "asset"):
+    for k in ("source", "resampled_from", "gaps", "target", "timeframe", "asset", "gaps_dropped_samples",
+              "filled_candles"):
         info.setdefault(k, None)
     info.setdefault("horizon", 1)
     return info

@@ -217,7 +217,11 @@ class DataSection(Section):
     path: str | None = None
     start: Day | None = None
     end: Day | None = None
-    gap_policy: Literal["drop_windows"] = "drop_windows"
+    #: ``drop_windows``: no window or label spans a missing candle. ``ffill``: holes of up
+    #: to ``ffill_limit`` candles are filled with flat candles (open = high = low = close =
+    #: the last close, volume 0) first; longer holes are still dropped.
+    gap_policy: Literal["drop_windows", "ffill"] = "drop_windows"
+    ffill_limit: int = Field(default=3, ge=1, le=1000)
     #: Attach the asset's perpetual funding rates (``true``: the embedded file
     #: ``data/funding/<ASSET>_perp_funding_rate_8h.csv``; or a file path with ``{asset}``).
     funding: bool | str = False

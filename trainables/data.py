@@ -308,6 +308,39 @@ def resample(candles: pd.DataFrame, base_tf: str, target_tf: str) -> pd.DataFram
     return out.reset_index()
 
 
+def fill_gaps(candles: pd.DataFrame, timeframe: str, *, limit: int) -> tuple[pd.DataFrame, int]:
+    """Fill holes of at most ``limit`` missing candles with flat candles.
+
+    A filled candle repeats the last close as open, high, low and close with zero volume:
+    the market is assumed not to have moved, which is what a trader who could not trade
+    would have seen. Only the past is used (forward fill), so nothing leaks. Longer holes
+    are left alone and the window builder drops windows that span them.
+
+    Args:
+        candles: validated candles.
+        timeframe: their timeframe.
+        limit: the largest hole (in candles) to fill.
+
+    Returns:
+        ``(frame, filled_candles)``.
+    """
+    step = TIMEFRAMES[timeframe]
+    ts = candles["timestamp"]
+    gaps = ((ts.diff() // step) - 1).fillna(0).astype(int)
+    small = gaps[(gaps > 0) & (gaps <= limit)]
+    if small.empty:
+        return candles, 0
+    rows = []
+    for i, n in small.items():
+        prev_close = candles["close"].iloc[int(i) - 1]
+        start = ts.iloc[int(i) - 1]
+        for k in range(1, int(n) + 1):
+            rows.append({"timestamp": start + k * step, "open": prev_close, "high": prev_close,
+                         "low": prev_close, "close": prev_close, "volume": 0.0})
+    out = pd.concat([candles, pd.DataFrame(rows)], ignore_index=True).sort_values("timestamp", kind="stable")
+    return out.reset_index(drop=True), len(rows)
+
+
 def incomplete_buckets(candles: pd.DataFrame, base_tf: str, target_tf: str) -> pd.Series:
     """Bucket open time → number of base candles present, for buckets :func:`resample` drops."""
     ratio = TIMEFRAMES[target_tf] // TIMEFRAMES[base_tf]

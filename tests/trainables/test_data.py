@@ -147,3 +147,31 @@ def test_cli_reports_bad_data_in_one_line_exit_2(tmp_path: Path, tiny_spec: Path
 
 def test_embedded_dir_is_inside_the_project() -> None:
     assert EMBEDDED_DIR.is_dir() and (EMBEDDED_DIR.parent.parent / "pyproject.toml").is_file()
+
+
+def test_fill_gaps_fills_short_holes_with_flat_candles_only() -> None:
+    from trainables.data import fill_gaps
+
+    ts = pd.to_datetime(["2024-01-01T00:00Z", "2024-01-01T01:00Z", "2024-01-01T04:00Z", "2024-01-01T10:00Z"])
+    f = pd.DataFrame({"timestamp": ts, "open": [1.0, 2, 3, 4], "high": [1.0, 2, 3, 4], "low": [1.0, 2, 3, 4],
+                      "close": [1.5, 2.5, 3.5, 4.5], "volume": [1.0, 1, 1, 1]})
+    out, n = fill_gaps(f, "1h", limit=2)
+    assert n == 2  # the 2-hour hole is filled, the 5-hour hole is left
+    added = out[out["volume"] == 0]
+    assert added["timestamp"].dt.hour.tolist() == [2, 3]
+    assert (added[["open", "high", "low", "close"]] == 2.5).all().all()
+    assert gap_report(out["timestamp"], "1h").missing == 5
+
+
+def test_ffill_policy_keeps_more_hourly_samples_than_drop_windows(tmp_path: Path) -> None:
+    from cluster.sweep import prepare_groups
+    from search_spaces.loader import load_spec
+
+    spec = tmp_path / "s.yaml"
+    spec.write_text("data: {assets: [BTC-USDT], timeframes: [1h], start: 2019-05-01, end: 2019-09-01}\n"
+                    "window: {lookback: 8}\nfeatures: {pool: [log_return]}\nmodel: {families: {mlp: {}}}\n")
+    drop = prepare_groups(load_spec(spec).spec)["BTC-USDT/1h"]
+    ffill = prepare_groups(load_spec(spec, ["data.gap_policy=ffill", "data.ffill_limit=10"]).spec)["BTC-USDT/1h"]
+    assert drop.gaps_dropped > 0 and ffill.meta["filled_candles"] > 0
+    assert len(ffill.train_idx) + len(ffill.val_idx) + len(ffill.test_idx) > \
+        len(drop.train_idx) + len(drop.val_idx) + len(drop.test_idx)
