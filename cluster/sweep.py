@@ -25,6 +25,7 @@ from typing import Any
 import yaml
 
 from cluster import storage as st
+from reports.files import atomic_write
 from search_spaces.loader import LoadedSpec
 from search_spaces.schema import Spec
 from trainables.data import load_candles
@@ -36,17 +37,6 @@ METRIC = "val_ratio_best"
 # TF_FORCE_GPU_ALLOW_GROWTH is read when TensorFlow first touches a GPU, so a worker never
 # grabs a whole card even if something initialises TF before configure_tensorflow runs.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE_GPU_ALLOW_GROWTH": "true"}
-
-
-def atomic_write(path: Path, text: str) -> None:
-    """Write a file so readers see the old or the new content, never a torn one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
 
 
 def prepare_groups(spec: Spec) -> dict[str, Prepared]:

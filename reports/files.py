@@ -1,9 +1,4 @@
-"""Small file helpers of the reports package.
-
-``cluster.sweep.atomic_write`` does the same, but importing ``cluster.sweep`` loads the spec
-schema, whose model registry imports Keras and TensorFlow: 5-10 s that a report, which
-never trains, should not pay.
-"""
+"""Small file helpers shared by the reports and the sweep driver (no heavy imports)."""
 
 from __future__ import annotations
 
