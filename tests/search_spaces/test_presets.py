@@ -16,7 +16,7 @@ from .helpers import PRESET_DIR, PRESETS, shrink_overrides, space_rows
 
 EXPECTED = {
     # preset → (groups, trials per group, algorithm)
-    "laptop.yaml": (4, 10, "optuna-tpe"),
+    "laptop.yaml": (4, 15, "optuna-tpe"),
     "factory.yaml": (48, 200, "optuna-tpe"),
     "bitcoin_factory.yaml": (1, 96, "grid"),
     "synthesizer_paper.yaml": (1, 840, "grid"),
