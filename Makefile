@@ -23,8 +23,9 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the laptop sweep on the embedded data and print where the leaderboard is
 	$(BIN)/tunefactory run $(SPEC)
 
-test: $(STAMP)  ## run the fast tests (everything but the `slow` marker) plus lint
+test: $(STAMP)  ## run ruff, mypy and the tests (everything but the `slow` marker)
 	$(BIN)/ruff check search_spaces trainables cluster reports tests benchmarks
+	$(BIN)/mypy search_spaces trainables cluster reports
 	$(BIN)/python -m pytest -m "not slow" -q
 
 test-all: $(STAMP)  ## run every test, including full sweeps and multi-node clusters

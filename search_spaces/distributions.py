@@ -222,7 +222,7 @@ class Dist:
             # multiples of q. Otherwise the exact value set keeps both libraries in agreement.
             return tune.choice(self.grid_values() or [])
         if self.type == "quniform":
-            return tune.quniform(self.low, self.high, self.q)
+            return tune.quniform(self.low, self.high, float(self.q or 1.0))
         if self.type == "loguniform":
             return tune.loguniform(self.low, self.high)
         if self.type == "randint":

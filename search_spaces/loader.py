@@ -259,7 +259,7 @@ def format_errors(path: Path | str, err: ValidationError) -> list[str]:
         elif typ == "spec":  # our own rule, already ending in "; got VALUE" where there is one
             line = f"{key}: {e['msg']}" if key else e["msg"]
         else:
-            rule = _rule(e)
+            rule = _rule(dict(e))
             got = "" if "; got " in rule else f"; got {fmt_value(e.get('input'))}"
             line = f"{key}: {rule}{got}" if key else f"{rule}{got}"
         line = f"{path}: {line}"

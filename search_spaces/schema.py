@@ -460,6 +460,7 @@ class WindowSection(Section):
 
 
 def _pool_item(i: int, item: Any, err: Errors) -> list[PoolMember]:
+    params: Any
     if isinstance(item, str):
         name, params = item, {}
     elif isinstance(item, dict) and len(item) == 1:

@@ -86,14 +86,15 @@ class SynthAttention(layers.Layer):
         return w, b
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        n, d = input_shape[1], int(input_shape[-1])
+        n_or_none, d = input_shape[1], int(input_shape[-1] or 0)
         h = self.heads
         if d % h:
             raise ValueError(f"heads={h} must divide d_model={d}")
         k = d // h
-        self.seq_len, self.d_model, self.head_dim = n, d, k
-        if n is None and self.kind != "vanilla":
+        self.seq_len, self.d_model, self.head_dim = n_or_none, d, k
+        if n_or_none is None and self.kind != "vanilla":
             raise ValueError(f"kind={self.kind!r} needs a static sequence length")
+        n = int(n_or_none or 0)  # only the synthetic kinds use n, and they required it above
 
         self.wv, self.bv = self._proj("value", (d, h, k), (h, k))
         self.wo, self.bo = self._proj("output", (h, k, d), (d,))
@@ -192,7 +193,7 @@ class PositionalEncoding(layers.Layer):
         self.kind = kind
 
     def build(self, input_shape: tuple[int | None, ...]) -> None:
-        n, d = input_shape[1], int(input_shape[-1])
+        n, d = input_shape[1], int(input_shape[-1] or 0)
         if self.kind == "learned":
             # GPT-2 initialises its position table with N(0, 0.02).
             self.table = self.add_weight(name="position_table", shape=(n, d),
