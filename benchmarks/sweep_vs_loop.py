@@ -56,6 +56,9 @@ def main() -> None:
     ap.add_argument("--asset", default="BTC-USDT")
     ap.add_argument("--timeframe", default="1d")
     ap.add_argument("--skip-loop", action="store_true")
+    ap.add_argument("--as-configured", action="store_true",
+                    help="keep the preset's early stopping (patience) and ASHA on the sweep side, as users "
+                         "run it; the loop still trains every epoch (the prior art's fixed-epoch loop)")
     a = ap.parse_args()
 
     from cluster.searcher import GroupedSearcher
@@ -63,8 +66,9 @@ def main() -> None:
     from search_spaces.loader import load_spec
 
     overrides = [f"data.assets=[{a.asset}]", f"data.timeframes=[{a.timeframe}]", "search.algorithm=random",
-                 f"search.num_samples={a.trials}", f"training.max_epochs={a.epochs}", "training.patience=0",
-                 "scheduler.kind=none"]
+                 f"search.num_samples={a.trials}", f"training.max_epochs={a.epochs}"]
+    if not a.as_configured:
+        overrides += ["training.patience=0", "scheduler.kind=none"]  # identical work on both sides
     loaded = load_spec(a.spec, overrides)
     spec = loaded.spec
     datasets = prepare_groups(spec)
