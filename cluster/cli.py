@@ -21,12 +21,15 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 from trainables.errors import TunefactoryError
 
+STORAGE_HELP = ("root folder or URI for runs: a path, NFS mount, s3://BUCKET/PATH or gs://BUCKET/PATH "
+                "(default: the spec's storage, 'runs')")
 
-def _add_run_options(p: argparse.ArgumentParser) -> None:
+
+def add_run_options(p: argparse.ArgumentParser, *, storage_help: str = STORAGE_HELP) -> None:
+    """The options every sweep-starting command shares: SPEC, --name, --storage, --set."""
     p.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
     p.add_argument("--name", help="run name (default: the spec's name; never overwrites a run)")
-    p.add_argument("--storage", help="root folder or URI for runs: a path, NFS mount, s3://BUCKET/PATH or "
-                   "gs://BUCKET/PATH (default: the spec's storage, 'runs')")
+    p.add_argument("--storage", help=storage_help)
     p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, parsed as YAML: --set 'data.assets=[BTC-USDT]'")
 
@@ -71,7 +74,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a sweep and write its leaderboard")
-    _add_run_options(r)
+    add_run_options(r)
     r.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
     r.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
     r.set_defaults(fn=_cmd_run)

@@ -9,7 +9,6 @@
 from __future__ import annotations
 
 import argparse
-from pathlib import Path
 from typing import Any
 
 _ADDRESS_HELP = ("the cluster's Ray dashboard, http://HOST:8265 (default: $RAY_API_SERVER_ADDRESS); for the "
@@ -17,12 +16,10 @@ _ADDRESS_HELP = ("the cluster's Ray dashboard, http://HOST:8265 (default: $RAY_A
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    p.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
-    p.add_argument("--name", help="run name (default: the spec's name; never overwrites a run)")
-    p.add_argument("--storage", help="runs root as the cluster sees it: an absolute path on shared storage, "
-                   "s3://BUCKET/PATH or gs://BUCKET/PATH (default: the spec's storage)")
-    p.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
-                   help="override a spec value, parsed as YAML: --set 'data.assets=[BTC-USDT]'")
+    from cluster.cli import add_run_options
+
+    add_run_options(p, storage_help="runs root as the cluster sees it: an absolute path on shared storage, "
+                    "s3://BUCKET/PATH or gs://BUCKET/PATH (default: the spec's storage)")
 
 
 def _cmd_submit(a: argparse.Namespace) -> int:

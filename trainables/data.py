@@ -226,16 +226,7 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
             i = int(np.flatnonzero(mask)[0])
             raise DataError(f"{path}: line {_line(i)}: {rule}; got {got(i)}")
 
-    ns = ts.dt.as_unit("ns").astype("int64").to_numpy()
-    d = np.diff(ns)
-    if (d == 0).any():
-        i = int(np.flatnonzero(d == 0)[0]) + 1
-        raise DataError(f"{path}: line {_line(i)}: duplicate timestamp {ts_str.iloc[i]}; "
-                        "each candle must appear once")
-    if (d < 0).any():
-        i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]} is earlier than the "
-                        f"line before ({ts_str.iloc[i - 1]}); sort the file by timestamp")
+    ns = check_increasing(path, ts_str, ts, what="candle")
     if timeframe is not None:
         step = TIMEFRAMES[timeframe].value
         mis = ns % step != 0
@@ -247,6 +238,31 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
     for k in COLUMNS[1:]:
         out[k] = values[k]
     return out
+
+
+def check_increasing(path: Path | str, ts_str: pd.Series, ts: pd.Series, *, what: str) -> np.ndarray:
+    """Require strictly increasing timestamps; return them as int64 ns.
+
+    Args:
+        path: the file, for messages.
+        ts_str: the timestamps as written (quoted in messages).
+        ts: the parsed timestamps.
+        what: what one row is ("candle", "period"), for messages.
+
+    Raises:
+        DataError: a duplicate or an out-of-order row, naming its line.
+    """
+    ns = ts.dt.as_unit("ns").astype("int64").to_numpy()
+    d = np.diff(ns)
+    if (d == 0).any():
+        i = int(np.flatnonzero(d == 0)[0]) + 1
+        raise DataError(f"{path}: line {_line(i)}: duplicate timestamp {ts_str.iloc[i]}; "
+                        f"each {what} must appear once")
+    if (d < 0).any():
+        i = int(np.flatnonzero(d < 0)[0]) + 1
+        raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]} is earlier than the "
+                        f"line before ({ts_str.iloc[i - 1]}); sort the file by timestamp")
+    return ns
 
 
 def read_candles(path: Path | str, timeframe: str | None = None) -> pd.DataFrame:

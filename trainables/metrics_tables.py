@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.data import TIMEFRAMES
+from trainables.data import TIMEFRAMES, check_increasing
 from trainables.errors import DataError, TunefactoryError
 from trainables.indicators import INDICATORS, register
 
@@ -220,16 +220,7 @@ def _parse_timestamps(path: Path, ts_str: pd.Series, *, now: pd.Timestamp | None
         raise DataError(f"{path}: line {i + _FIRST_LINE}: timestamp {ts_str.iloc[i]} is in the future "
                         f"(now {now:%Y-%m-%dT%H:%MZ}); check the time zone or the clock")
     ts = ts.dt.as_unit("ns")
-    ns = ts.astype("int64").to_numpy()
-    d = np.diff(ns)
-    if (d == 0).any():
-        i = int(np.flatnonzero(d == 0)[0]) + 1
-        raise DataError(f"{path}: line {i + _FIRST_LINE}: duplicate timestamp {ts_str.iloc[i]}; "
-                        "each period must appear once")
-    if (d < 0).any():
-        i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise DataError(f"{path}: line {i + _FIRST_LINE}: timestamp {ts_str.iloc[i]} is earlier than the "
-                        f"line before ({ts_str.iloc[i - 1]}); sort the file by timestamp")
+    check_increasing(path, ts_str, ts, what="period")
     return ts.reset_index(drop=True)
 
 
