@@ -238,8 +238,8 @@ def warn_if_node_local(storage: str | Path) -> str | None:
     return msg
 
 
-#: A reused worker is retired once its resident memory passes this (TensorFlow keeps
-#: ~12 MB per trial that clear_session does not return).
+#: A reused worker is retired once its peak resident memory passes this (TensorFlow keeps
+#: ~6 MB per trial that clear_session does not return; see bounded_trainable).
 WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
 
 

@@ -73,3 +73,13 @@ def test_exported_winner_reloads_and_reproduces_predictions(small_run: Path, tmp
     metrics = json.loads((d / "metrics.json").read_text())
     rmse = float(np.sqrt(np.mean((saved["y_true"] - saved["y_pred"]) ** 2)))
     assert metrics["test_rmse"] == pytest.approx(rmse, rel=1e-6)
+
+
+def test_trials_reuse_worker_processes(small_run: Path) -> None:
+    # 4 trials, 2 CPUs, 1 CPU per trial: at most 2 worker processes, so at least one worker
+    # ran a second trial without a new process or TensorFlow import.
+    rows = [json.loads(p.read_text().splitlines()[-1]) for p in small_run.glob("trial_*/result.json")]
+    assert len(rows) == 4
+    assert len({r["worker_pid"] for r in rows}) <= 2
+    assert max(r["worker_trial"] for r in rows) >= 2
+    assert all(0 < r["worker_rss_mb"] < 4096 for r in rows)

@@ -1,0 +1,79 @@
+"""The Ray/Keras reporting layer: worker retirement, the traced inference pass, lazy Keras."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+
+def _pid_trial(config: dict[str, Any]) -> None:
+    from trainables.reporting import report
+
+    report({"score": float(config["a"]), "pid": os.getpid()})
+
+
+def _sweep_pids(tmp_path: Path, max_rss_mb: float) -> list[tuple[int, str]]:
+    from ray import tune
+
+    from trainables.reporting import bounded_trainable
+
+    tuner = tune.Tuner(
+        tune.with_resources(bounded_trainable(_pid_trial, max_rss_mb=max_rss_mb), {"cpu": 1}),
+        param_space={"a": tune.grid_search([1, 2, 3, 4])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="pids", verbose=0,
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    results = tuner.fit()
+    return [(int(r.metrics["pid"]), repr(r.error)) for r in results]
+
+
+def test_worker_over_memory_limit_is_replaced_and_no_trial_fails(tmp_path: Path, ray_local: None) -> None:
+    # Limit 1 MB: every worker is over it after its first trial, so each trial gets a fresh
+    # process, and all four still finish (Ray's reset_config=False route failed them).
+    out = _sweep_pids(tmp_path, max_rss_mb=1.0)
+    assert [err for _, err in out] == ["None"] * 4
+    assert len({pid for pid, _ in out}) == 4
+
+
+def test_worker_under_memory_limit_is_reused(tmp_path: Path, ray_local: None) -> None:
+    out = _sweep_pids(tmp_path, max_rss_mb=1e9)
+    assert [err for _, err in out] == ["None"] * 4
+    assert len({pid for pid, _ in out}) == 1
+
+
+def test_forward_traces_once_and_matches_eager() -> None:
+    from trainables.models import build_model
+    from trainables.reporting import Forward, predict_eager
+
+    model = build_model("gru", {"units": 4, "layers": 1}, lookback=5, n_features=3)
+    fwd = Forward(model, batch=7)
+    x = np.random.default_rng(0).normal(size=(20, 5, 3)).astype(np.float32)
+    z = fwd(x)  # three batches: 7, 7, 6 (a partial one)
+    fwd(x[:3])
+    assert z.shape == (20,)
+    np.testing.assert_allclose(z, predict_eager(model, x), rtol=1e-5, atol=1e-6)
+    assert fwd._fn.experimental_get_tracing_count() == 1
+
+
+def test_reporting_module_does_not_import_tensorflow() -> None:
+    # The sweep driver imports bounded_trainable from here; TensorFlow in the driver cost
+    # ~3 s of CPU while the workers imported it too.
+    import subprocess
+    import sys
+
+    code = ("import sys; import trainables.reporting as r; r.bounded_trainable; "
+            "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[2])
+    assert out.stdout.split() == ["False", "False"]
+
+
+def test_unknown_attribute_of_reporting_module_raises() -> None:
+    import trainables.reporting as r
+
+    with pytest.raises(AttributeError, match="no attribute 'Nope'"):
+        r.Nope  # noqa: B018
