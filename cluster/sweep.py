@@ -282,8 +282,9 @@ def warn_if_node_local(storage: str | Path) -> str | None:
     return msg
 
 
-#: A reused worker is retired once its peak resident memory passes this (TensorFlow keeps
-#: ~6 MB per trial that clear_session does not return; see bounded_trainable).
+#: A reused worker is retired once its peak resident memory passes this (a safety net:
+#: with trainables.trainable._forget_custom_gradients a worker stays at ~0.8 GB; see
+#: bounded_trainable).
 WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
 
 

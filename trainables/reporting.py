@@ -192,11 +192,12 @@ def bounded_trainable(fn: Callable[..., Any], *, max_rss_mb: float) -> Callable[
     """Let Tune reuse workers for ``fn``, but retire a worker once it has grown too large.
 
     With ``reuse_actors=True`` one worker process runs many trials, which removes the
-    per-trial cost of a new process and a TensorFlow import (~3 s), but TensorFlow keeps
-    ~6 MB per trial that ``clear_session`` does not return. Every row :func:`report` sends
-    carries ``worker_rss_mb``; when a trial ends with its worker above ``max_rss_mb``, Tune
-    is told not to keep that worker for the next trial, so it stops it and starts a fresh
-    one. The obvious hook, ``reset_config`` returning False, does not do this in Ray 2.60:
+    per-trial cost of a new process and a TensorFlow import (~3 s). A worker that still
+    grows (a large model's allocator high-water mark, TensorFlow state kept between
+    trials) must not grow without bound over a 10,000-trial sweep. Every row :func:`report`
+    sends carries ``worker_rss_mb``; when a trial ends with its worker above ``max_rss_mb``,
+    Tune is told not to keep that worker for the next trial, so it stops it and starts a
+    fresh one. The obvious hook, ``reset_config`` returning False, does not do this in Ray 2.60:
     Tune then fails the *next* trial ("Could not re-use actor") and the sweep hangs.
 
     Tune has no public switch for this, so the one private method that decides whether

@@ -77,3 +77,29 @@ def test_unknown_attribute_of_reporting_module_raises() -> None:
 
     with pytest.raises(AttributeError, match="no attribute 'Nope'"):
         r.Nope  # noqa: B018
+
+
+def test_reused_process_does_not_keep_earlier_trials_graphs() -> None:
+    # TF's default strategy registers a global custom gradient per trace, which kept every
+    # earlier trial's graph alive in a reused worker (~6 MB each). After the fix, the
+    # number of live traced train graphs stays at one however many trials ran.
+    import gc
+
+    from trainables.data import load_candles
+    from trainables.dataset import Split, prepare
+    from trainables.indicators import make_member
+    from trainables.trainable import fit_trial
+
+    data = prepare(load_candles("BTC-USDT", "1d"), [make_member("log_return")], max_lookback=4,
+                   split=Split(0.7, 0.15, 0.15))
+    cfg = {"family": "gru", "model": {"units": 4, "layers": 1, "dropout": 0.0}, "columns": ["log_return_1"],
+           "lookback": 4, "batch_size": 32, "learning_rate": 1e-3, "max_epochs": 1, "patience": 0, "seed": 0}
+
+    def live_train_graphs() -> int:
+        gc.collect()
+        return sum(1 for o in gc.get_objects()
+                   if type(o).__name__ == "FuncGraph" and getattr(o, "name", "") == "one_step_on_data")
+
+    for _ in range(3):
+        fit_trial(cfg, data, sink=lambda row: None)
+    assert live_train_graphs() <= 1
