@@ -266,9 +266,43 @@ def train_trial(config: dict[str, Any], *, datasets: Mapping[str, Prepared]) -> 
     configure_tensorflow(int(config.get("threads", 1)))
     _WORKER_TRIALS += 1
     data = datasets[config["group"]]
-    with tempfile.TemporaryDirectory(prefix="tf-trial-") as tmp:
-        final = fit_trial(config, data, save_dir=Path(tmp))
-        # worker_pid / worker_trial show reuse at work: trials sharing a pid shared a process
-        # (and its TensorFlow import); worker_trial counts trials that process has run.
-        report({**final, "done": True, "epoch": final["epochs"], "worker_pid": os.getpid(),
-                "worker_trial": _WORKER_TRIALS}, checkpoint_dir=Path(tmp))
+    stage = checkpoint_staging_dir()
+    final = fit_trial(config, data, save_dir=stage)
+    # worker_pid / worker_trial show reuse at work: trials sharing a pid shared a process
+    # (and its TensorFlow import); worker_trial counts trials that process has run.
+    # Nothing after this report runs: Tune ends the trial's thread inside it.
+    report({**final, "done": True, "epoch": final["epochs"], "worker_pid": os.getpid(),
+            "worker_trial": _WORKER_TRIALS}, checkpoint_dir=stage)
+
+
+def checkpoint_staging_dir(root: Path | None = None) -> Path:
+    """An empty folder of this worker's to stage a trial's checkpoint in before Tune copies it.
+
+    One folder per worker process, emptied for each trial, rather than a temporary folder
+    per trial: Tune ends a trial's thread inside its final report, so a per-trial folder
+    is only removed when garbage collection gets to it, and never for a worker's last
+    trial. Folders of workers that no longer run are removed here, so at most one per
+    live worker is left in the temp dir.
+    """
+    import shutil
+
+    base = (root or Path(tempfile.gettempdir())) / f"tunefactory-{os.getuid() if hasattr(os, 'getuid') else 0}"
+    base.mkdir(parents=True, exist_ok=True)
+    for old in base.glob("worker-*"):
+        pid = old.name.removeprefix("worker-")
+        if pid.isdigit() and int(pid) != os.getpid() and not _pid_alive(int(pid)):
+            shutil.rmtree(old, ignore_errors=True)
+    stage = base / f"worker-{os.getpid()}"
+    shutil.rmtree(stage, ignore_errors=True)
+    stage.mkdir()
+    return stage
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # someone else's process: leave its folder alone
+    return True

@@ -103,3 +103,22 @@ def test_reused_process_does_not_keep_earlier_trials_graphs() -> None:
     for _ in range(3):
         fit_trial(cfg, data, sink=lambda row: None)
     assert live_train_graphs() <= 1
+
+
+def test_checkpoint_staging_dir_is_emptied_and_dead_workers_folders_removed(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from trainables.trainable import checkpoint_staging_dir
+
+    first = checkpoint_staging_dir(tmp_path)
+    (first / "model.keras").write_text("old trial")
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = first.parent / f"worker-{dead}"
+    stale.mkdir()
+    (stale / "model.keras").write_text("left by a killed worker")
+
+    again = checkpoint_staging_dir(tmp_path)
+    assert again == first and list(again.iterdir()) == []  # same folder, emptied for the next trial
+    assert not stale.exists()
