@@ -408,7 +408,7 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
     _in_background(_import_report_modules, "report-imports")
     t1 = time.perf_counter()
     tuner.fit()
-    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.0f}s", flush=True)
+    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", flush=True)
     return _finish(location, started_ray=started)
 
 
@@ -533,5 +533,5 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     _in_background(_import_report_modules, "report-imports")
     t1 = time.perf_counter()
     tuner.fit()
-    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.0f}s", flush=True)
+    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", flush=True)
     return _finish(location, started_ray=started)
