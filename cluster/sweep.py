@@ -304,17 +304,49 @@ def make_trainable(spec: Spec, datasets: Mapping[str, Prepared]) -> Any:
                                {"cpu": spec.resources.cpus, "gpu": spec.resources.gpus})
 
 
+def trial_slots(spec: Spec, resources: Mapping[str, float]) -> int:
+    """How many trials the cluster's resources fit at once (at least 1)."""
+    fits = [resources.get("CPU", 0.0) / spec.resources.cpus] if spec.resources.cpus > 0 else []
+    if spec.resources.gpus > 0:
+        fits.append(resources.get("GPU", 0.0) / spec.resources.gpus)
+    slots = int(min(fits)) if fits else 1
+    if spec.search.max_concurrent:
+        slots = min(slots, spec.search.max_concurrent)
+    return max(1, slots)
+
+
+def _allow_pending_trials(spec: Spec, resources: Mapping[str, float] | None) -> None:
+    """Let Tune start as many trial workers at once as the cluster fits.
+
+    With a custom searcher and no concurrency limit Tune keeps one trial pending at a
+    time, so workers start one after another: ~1.5 s apart on a laptop, and minutes to
+    fill a 100-CPU cluster. ``TUNE_MAX_PENDING_TRIALS_PG`` set by the user wins (Tune
+    reads it when ``Tuner.fit`` starts). ``resources``: the connected cluster's (None: not
+    connected yet, so nothing to size by).
+    """
+    current = os.environ.get("TUNE_MAX_PENDING_TRIALS_PG")
+    if (current is not None and current != _PENDING_SET[0]) or resources is None:
+        return  # the user's, or no cluster to size it by
+    value = str(trial_slots(spec, resources))
+    os.environ["TUNE_MAX_PENDING_TRIALS_PG"] = _PENDING_SET[0] = value
+
+
+_PENDING_SET: list[str | None] = [None]  # the value _allow_pending_trials last set
+
+
 def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | str) -> Any:
     """The ``Tuner`` for a spec: grouped searcher, ASHA, resources, reuse of workers.
 
     ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Ray Tune writes the trials there.
     """
+    import ray
     from ray import tune
     from ray.tune.schedulers import FIFOScheduler
 
     from cluster.searcher import GroupedASHA, GroupedSearcher
 
     searcher = GroupedSearcher(spec, metric=METRIC, mode="min")
+    _allow_pending_trials(spec, ray.cluster_resources() if ray.is_initialized() else None)
     if spec.scheduler.kind == "asha":
         # time_attr "epoch": the trial's final report repeats its last epoch number, so
         # ASHA never cuts the report that carries test scores and the checkpoint; max_t

@@ -256,3 +256,40 @@ def test_reconcile_state_keeps_a_trial_that_finished_after_the_last_snapshot(tmp
     assert json.loads(after["trial_data"][0][1])["last_result"]["test_rmse"] == 0.1
     assert (run / "trial_b" / "result.json").read_text() == ""  # restarts from scratch: no doubled epochs
     assert (run / "trial_d" / "result.json").read_text().strip()
+
+
+@pytest.mark.parametrize(("overrides", "resources", "slots"), [
+    ([], {"CPU": 2.0}, 2),
+    (["resources.cpus=2"], {"CPU": 5.0}, 2),
+    (["resources.cpus=0.5"], {"CPU": 2.0}, 4),
+    (["resources.gpus=0.25"], {"CPU": 64.0, "GPU": 1.0}, 4),
+    (["search.max_concurrent=3"], {"CPU": 96.0}, 3),
+    (["resources.cpus=4"], {"CPU": 2.0}, 1),
+])
+def test_trial_slots_sizes_pending_trials_by_the_cluster(tiny_spec: Path, overrides: list[str],
+                                                        resources: dict[str, float], slots: int) -> None:
+    from cluster.sweep import trial_slots
+    from search_spaces.loader import load_spec
+
+    assert trial_slots(load_spec(tiny_spec, overrides).spec, resources) == slots
+
+
+def test_pending_trials_follow_the_cluster_unless_the_user_set_them(tiny_spec: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    import os
+
+    from cluster import sweep
+    from search_spaces.loader import load_spec
+
+    monkeypatch.delenv("TUNE_MAX_PENDING_TRIALS_PG", raising=False)
+    monkeypatch.setattr(sweep, "_PENDING_SET", [None])
+    spec = load_spec(tiny_spec).spec
+    sweep._allow_pending_trials(spec, None)
+    assert "TUNE_MAX_PENDING_TRIALS_PG" not in os.environ  # not connected: nothing to size by
+    sweep._allow_pending_trials(spec, {"CPU": 2.0})
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "2"  # 2 CPUs, 1 CPU per trial
+    sweep._allow_pending_trials(load_spec(tiny_spec, ["resources.cpus=2"]).spec, {"CPU": 2.0})
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "1"  # ours: updated per sweep
+    monkeypatch.setenv("TUNE_MAX_PENDING_TRIALS_PG", "7")
+    sweep._allow_pending_trials(spec, {"CPU": 64.0})
+    assert os.environ["TUNE_MAX_PENDING_TRIALS_PG"] == "7"  # the user's: kept
