@@ -122,3 +122,32 @@ def test_checkpoint_staging_dir_is_emptied_and_dead_workers_folders_removed(tmp_
     again = checkpoint_staging_dir(tmp_path)
     assert again == first and list(again.iterdir()) == []  # same folder, emptied for the next trial
     assert not stale.exists()
+
+
+def _slow_to_stop_trial(config: dict[str, Any]) -> None:
+    import time
+
+    from trainables.reporting import report
+
+    try:
+        for i in range(5):
+            report({"it": i + 1, "pid": os.getpid()})
+    finally:
+        time.sleep(3)  # the trial's thread takes a while to end once Tune stops it
+
+
+def test_reused_worker_waits_for_a_slow_stopping_trial(tmp_path: Path, ray_local: None) -> None:
+    # Tune waits TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s) for the previous trial's
+    # thread before reusing its worker, then fails the next trial. The sweep's workers get a
+    # longer wait (cluster.sweep.WORKER_ENV), so every trial here still runs, on one worker.
+    from ray import tune
+
+    tuner = tune.Tuner(
+        tune.with_resources(_slow_to_stop_trial, {"cpu": 1}),
+        param_space={"a": tune.grid_search([1, 2, 3])},
+        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
+        run_config=tune.RunConfig(storage_path=str(tmp_path), name="slow", verbose=0, stop={"it": 1},
+                                  failure_config=tune.FailureConfig(max_failures=0)))
+    results = tuner.fit()
+    assert [repr(r.error) for r in results] == ["None"] * 3
+    assert len({r.metrics["pid"] for r in results}) == 1
