@@ -36,12 +36,13 @@ from trainables.errors import RunError
 from trainables.metrics import rmse
 
 METRIC = "val_ratio_best"
-# TF_FORCE_GPU_ALLOW_GROWTH is read when TensorFlow first touches a GPU, so a worker never
-# grabs a whole card even if something initialises TF before configure_tensorflow runs.
-#: Environment of every trial worker. TUNE_FUNCTION_THREAD_TIMEOUT_S: before a reused
-#: worker starts its next trial, Tune waits this long for the previous trial's thread to
-#: end, and otherwise fails the *next* trial ("Could not re-use actor"). Its 2 s default
-#: was too short on a loaded 2-core machine: one trial of 60 in a `make demo` run was lost.
+#: Environment of every trial worker.
+#: - TF_FORCE_GPU_ALLOW_GROWTH is read when TensorFlow first touches a GPU, so a worker
+#:   never grabs a whole card even if something initialises TF before configure_tensorflow.
+#: - TUNE_FUNCTION_THREAD_TIMEOUT_S: before a reused worker starts its next trial, Tune
+#:   waits this long for the previous trial's thread to end, and otherwise fails the *next*
+#:   trial ("Could not re-use actor"). Its 2 s default was too short on a loaded 2-core
+#:   machine: one trial of 60 in a `make demo` run was lost.
 WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
               "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120"}
 
