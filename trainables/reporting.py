@@ -57,11 +57,11 @@ class Forward:
     """A model's inference pass as one traced graph, for the many passes a trial makes.
 
     ``model.predict`` traces a predict graph per model, and ``fit(validation_data=...)`` a
-    test graph with loss and metrics on top; both wrap the pass in iterator machinery and
-    retrace on the last, partial batch. An eager pass traces nothing but runs a recurrent
-    layer op by op (~0.15 s per pass for a 2-layer GRU over 330 windows). This traces the
-    bare forward pass once, with an unknown batch size so every span and batch reuses it:
-    ~0.03 s to trace, then a few ms per pass.
+    test graph with loss and metrics on top, both inside Keras' iterator machinery. An
+    eager pass traces nothing but runs a recurrent layer op by op (~0.15 s per pass for a
+    2-layer GRU over 330 windows). This traces the bare forward pass once, with an unknown
+    batch size so every span and batch reuses it: for that GRU, seven passes (five
+    validations, then validation and test) took 0.23 s with tracing instead of 1.07 s eager.
 
     Args:
         model: a built Keras model taking ``(batch, lookback, n_features)`` float32 windows.
