@@ -22,9 +22,9 @@ from pathlib import Path
 # Run from a checkout without installing the package.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from trainables.data import available, load_candles
-from trainables.indicators import INDICATORS, compute_features, make_member
-from trainables.metrics_tables import METRIC_INDICATORS
+from trainables.data.candles import available, load_candles
+from trainables.data.tables import METRIC_INDICATORS
+from trainables.features.indicators import INDICATORS, compute_features, make_member
 
 TARGET_S = 5.0
 

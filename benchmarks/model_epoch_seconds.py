@@ -27,7 +27,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import keras
 import numpy as np
 
-from trainables.models import MODELS, build_model, resolve_params
+from trainables.models.families import MODELS, build_model, resolve_params
 
 LOOKBACK, FEATURES, BATCH, WINDOWS = 64, 16, 32, 2000
 
@@ -52,7 +52,7 @@ def epoch_seconds(family: str, *, timed_epochs: int = 3, seed: int = 0) -> tuple
     """Median seconds per epoch of ``family`` after one warm-up epoch.
 
     Args:
-        family: key of :data:`trainables.models.MODELS`.
+        family: key of :data:`trainables.models.families.MODELS`.
         timed_epochs: epochs after the warm-up whose median is reported.
         seed: seed of the random data and weights.
 

@@ -30,8 +30,8 @@ def bare_keras_trial(cfg: dict, data: object) -> float:
     import keras
     import numpy as np
 
-    from trainables.dataset import fit_scaler, labels, windows
-    from trainables.models import build_model
+    from trainables.features.dataset import fit_scaler, labels, windows
+    from trainables.models.families import build_model
 
     keras.utils.set_random_seed(int(cfg["seed"]))
     cols = data.column_index(cfg["columns"])  # type: ignore[attr-defined]

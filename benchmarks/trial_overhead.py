@@ -5,7 +5,7 @@
 No Ray: both sides run the same N configs (the laptop preset's space, BTC-USDT 1d, seeded)
 one after another in this process with one TensorFlow thread, so the difference is only
 what a trial does per model. The plain side is ``fit(validation_data=...)`` then
-``predict``; tunefactory's is :func:`trainables.trainable.fit_trial` (optimizer built
+``predict``; tunefactory's is :func:`trainables.trial.fit.fit_trial` (optimizer built
 before ``fit`` so the train step is traced once, one traced inference pass for validation
 and test, earlier trials' graphs released). Prints the mean first-epoch time (tracing),
 the mean later-epoch time, the total, and the resident memory after the run.
@@ -29,8 +29,8 @@ def plain_keras_trial(cfg: dict[str, Any], data: Any) -> list[float]:
     """One config the plain-Keras way; returns the end time of every epoch."""
     import keras
 
-    from trainables.dataset import fit_scaler, labels, windows
-    from trainables.models import build_model
+    from trainables.features.dataset import fit_scaler, labels, windows
+    from trainables.models.families import build_model
 
     stamps: list[float] = []
     keras.utils.set_random_seed(int(cfg["seed"]))
@@ -66,8 +66,8 @@ def main() -> None:
     from cluster.searcher import GroupedSearcher
     from cluster.sweep import prepare_groups
     from search_spaces.loader import load_spec
-    from trainables.reporting import worker_rss_mb
-    from trainables.trainable import configure_tensorflow, fit_trial
+    from trainables.trial.fit import configure_tensorflow, fit_trial
+    from trainables.trial.keras_runtime import worker_rss_mb
 
     configure_tensorflow(1)
     import keras  # noqa: F401  (import time is not a per-trial cost)

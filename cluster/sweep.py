@@ -27,13 +27,13 @@ from typing import Any
 import yaml
 
 from cluster import storage as st
-from reports.files import atomic_write
 from search_spaces.loader import LoadedSpec
 from search_spaces.schema import Spec
-from trainables.data import load_candles
-from trainables.dataset import Prepared, Split, prepare
+from trainables.data.candles import load_candles
 from trainables.errors import RunError
-from trainables.metrics import rmse
+from trainables.evaluation.scores import rmse
+from trainables.features.dataset import Prepared, Split, prepare
+from trainables.files import atomic_write
 
 METRIC = "val_ratio_best"
 #: Environment of every trial worker.
@@ -49,7 +49,7 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE
 
 def prepare_groups(spec: Spec) -> dict[str, Prepared]:
     """Load candles and compute the full indicator pool once per (asset, timeframe)."""
-    from trainables.targets import TARGETS
+    from trainables.features.targets import TARGETS
 
     out: dict[str, Prepared] = {}
     for asset, tf in spec.groups:
@@ -70,14 +70,14 @@ def prepare_groups(spec: Spec) -> dict[str, Prepared]:
                                     candles.source, candles.resampled_from, candles.gaps)
         filled = 0
         if spec.data.gap_policy == "ffill":
-            from trainables.data import fill_gaps
+            from trainables.data.candles import fill_gaps
 
             frame2, filled = fill_gaps(candles.frame, tf, limit=spec.data.ffill_limit)
             candles = type(candles)(candles.asset, candles.timeframe, frame2, candles.source,
                                     candles.resampled_from, candles.gaps)
         funding, metrics = spec.data.funding_file(asset), spec.data.metric_files(asset)
         if funding is not None or metrics:
-            from trainables.metrics_tables import attach_metrics
+            from trainables.data.tables import attach_metrics
 
             # Metrics join as of each candle's close, using only values published by then;
             # rows whose metric is missing or stale become NaN and prepare() drops them
@@ -105,9 +105,9 @@ def group_summary(p: Prepared) -> dict[str, Any]:
 
     ``baselines``: ``{name: {"val_rmse", "test_rmse", ...}}`` of persistence, drift, AR(p)
     and (volatility targets) GARCH(1,1) on exactly this group's validation and test
-    samples (see :mod:`trainables.baselines`).
+    samples (see :mod:`trainables.evaluation.baselines`).
     """
-    from trainables.baselines import baselines
+    from trainables.evaluation.baselines import baselines
 
     return {
         "asset": p.asset, "timeframe": p.timeframe, "target": p.target, "horizon": p.horizon,
@@ -203,14 +203,14 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
     The local instance binds to loopback and starts no dashboard: nothing is exposed.
     With an explicit address, a token in ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` turns
     token authentication on (Ray only does that by itself for ``auto``); a rejected or
-    missing token is a one-line :class:`~cluster.auth.ClusterError`.
+    missing token is a one-line :class:`~cluster.remote.auth.ClusterError`.
 
     Returns:
         True when this call started a local Ray instance (the caller may shut it down).
     """
     import ray
 
-    from cluster.auth import ClusterError, enable_token_auth_for_address, probe_gcs
+    from cluster.remote.auth import ClusterError, enable_token_auth_for_address, probe_gcs
 
     if ray.is_initialized():
         return False
@@ -293,7 +293,7 @@ def warn_if_node_local(storage: str | Path) -> str | None:
 
 
 #: A reused worker is retired once its peak resident memory passes this (a safety net:
-#: with trainables.trainable._forget_custom_gradients a worker stays at ~0.8 GB; see
+#: with trainables.trial.fit._forget_custom_gradients a worker stays at ~0.8 GB; see
 #: bounded_trainable).
 WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
 
@@ -302,8 +302,8 @@ def make_trainable(spec: Spec, datasets: Mapping[str, Prepared]) -> Any:
     """The trainable class: data via the object store, resources, bounded worker reuse."""
     from ray import tune
 
-    from trainables.reporting import bounded_trainable
-    from trainables.trainable import train_trial
+    from trainables.trial.fit import train_trial
+    from trainables.trial.keras_runtime import bounded_trainable
 
     fn = tune.with_parameters(train_trial, datasets=dict(datasets))
     return tune.with_resources(bounded_trainable(fn, max_rss_mb=WORKER_RSS_LIMIT_MB),

@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.data import TIMEFRAMES
+from trainables.data.candles import TIMEFRAMES
 from trainables.errors import RunError
 
 DEFAULT_FEE = 0.001  # 0.1 % per trade: a typical spot taker fee
@@ -70,14 +70,14 @@ def predicted_multiplier(target: str, values: np.ndarray, close: np.ndarray | fl
     """Turn a target's values into multipliers ``close[t+h] / close[t]``.
 
     Args:
-        target: key of :data:`trainables.targets.TARGETS`.
+        target: key of :data:`trainables.features.targets.TARGETS`.
         values: forecasts or labels in target units.
         close: ``close[t]`` of each value (needed by the ``price`` target only).
 
     Raises:
         RunError: the target has no price (volatility targets say nothing about direction).
     """
-    from trainables.targets import TARGETS
+    from trainables.features.targets import TARGETS
 
     tg = TARGETS.get(target)
     if tg is None:

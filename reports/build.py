@@ -23,13 +23,13 @@ import markupsafe
 import numpy as np
 import pandas as pd
 
+from cluster.confirm import NOT_DISTINGUISHABLE, load_confirmation
 from reports import charts
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
-from reports.confirm import NOT_DISTINGUISHABLE, load_confirmation
-from reports.export import winners
-from reports.files import atomic_write
+from reports.registry.winners import winners
 from trainables.errors import RunError
+from trainables.files import atomic_write
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),

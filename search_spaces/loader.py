@@ -279,8 +279,8 @@ def _register_metric_sources(raw: dict[str, Any]) -> None:
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, dict):
         return
+    from trainables.data.tables import register_funding_indicators, register_metric_table
     from trainables.errors import TunefactoryError
-    from trainables.metrics_tables import register_funding_indicators, register_metric_table
 
     if data.get("funding"):
         register_funding_indicators()

@@ -39,10 +39,10 @@ from pydantic import (
 from pydantic_core import PydanticCustomError
 
 from search_spaces.distributions import Dist, DistError, check_dist, did_you_mean, fmt_value
-from trainables.data import EMBEDDED_DIR, EMBEDDED_FUNDING_DIR, TIMEFRAMES, available, candle_file
-from trainables.indicators import INDICATORS, PoolMember, make_member
-from trainables.models import MODELS
-from trainables.targets import TARGETS
+from trainables.data.candles import EMBEDDED_DIR, EMBEDDED_FUNDING_DIR, TIMEFRAMES, available, candle_file
+from trainables.features.indicators import INDICATORS, PoolMember, make_member
+from trainables.features.targets import TARGETS
+from trainables.models.families import MODELS
 
 ALGORITHMS = ("optuna-tpe", "random", "grid")
 LOSSES = ("mse", "mae", "huber")
@@ -423,7 +423,7 @@ class SplitSection(Section):
         For a fraction split, the fractions themselves; for a date split, the share of
         ``timestamps`` (candle open times: numpy datetime64/int64 ns UTC, or pandas) before
         ``val_start``, in ``[val_start, test_start)`` and from ``test_start`` on. With these,
-        ``round(n * train)`` in ``trainables.dataset.prepare`` is the first validation sample.
+        ``round(n * train)`` in ``trainables.features.dataset.prepare`` is the first validation sample.
         """
         fr = self.fractions()
         if fr is not None:
@@ -604,7 +604,7 @@ def _family_space(fam: str, space: dict[Any, Any], err: Errors) -> dict[str, Dis
                 err.add((fam, key), f"heads must divide d_model (d_model: {dm.describe()}); heads that do not: "
                         f"{fmt_value(bad)}", space[key])
     if "pos_encoding" in parsed:
-        from trainables.models import POS_ENCODINGS
+        from trainables.models.families import POS_ENCODINGS
 
         kinds = POS_ENCODINGS
         for v in parsed["pos_encoding"].values:
@@ -616,7 +616,7 @@ def _family_space(fam: str, space: dict[Any, Any], err: Errors) -> dict[str, Dis
 class ModelSection(Section):
     """Model families and their parameter spaces: ``families: {lstm: {units: ...}, mlp: {...}}``.
 
-    A family's parameters are the ones it declares in ``trainables.models.MODELS``, so a
+    A family's parameters are the ones it declares in ``trainables.models.families.MODELS``, so a
     conditional parameter (e.g. ``heads``) exists only for the families that have it.
     """
 

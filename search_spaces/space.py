@@ -24,11 +24,11 @@ from typing import Any
 
 from search_spaces.distributions import Dist
 from search_spaces.schema import Spec
-from trainables.indicators import PoolMember
+from trainables.features.indicators import PoolMember
 
 #: Searchable training settings, in the order they are sampled and enumerated.
 TRAINING_KEYS = ("batch_size", "learning_rate", "weight_decay", "loss", "optimizer", "patience")
-#: Keys every trial config carries (what ``trainables.trainable.fit_trial`` reads).
+#: Keys every trial config carries (what ``trainables.trial.fit.fit_trial`` reads).
 CONFIG_KEYS = ("group", "asset", "timeframe", "seed", "max_epochs", "jit_compile", "steps_per_execution",
                "threads", "family", "model", "lookback", *TRAINING_KEYS, "indicators", "indicator_params",
                "columns")

@@ -18,7 +18,7 @@ import pytest
 import ray
 import yaml
 
-from cluster.submit import worker_requirements
+from cluster.remote.submit import worker_requirements
 from tests.cluster.helpers import ROOT
 
 CONFIGS = ROOT / "cluster" / "configs"

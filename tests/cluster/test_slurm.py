@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from cluster.cli import main
-from cluster.slurm import SlurmError, SlurmJob, render
+from cluster.remote.slurm import SlurmError, SlurmJob, render
 from tests.cluster.helpers import BIN, ROOT, SlurmCluster
 
 VARIANTS = [

@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data import EMBEDDED_DIR
+from trainables.data.candles import EMBEDDED_DIR
 
 
 def test_sweep_writes_ranked_leaderboard_with_independent_persistence(small_run: Path) -> None:
@@ -46,9 +46,9 @@ def test_exported_winner_reloads_and_reproduces_predictions(small_run: Path, tmp
     import keras
     import yaml
 
-    from reports.export import export_run
+    from reports.registry.winners import export_run
     from search_spaces.loader import load_spec
-    from trainables.dataset import Scaler, windows
+    from trainables.features.dataset import Scaler, windows
 
     lines = export_run(small_run, tmp_path / "winners")
     assert "BTC-USDT/1d: exported trial" in lines[0]

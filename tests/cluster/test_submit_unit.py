@@ -10,15 +10,15 @@ import pytest
 import yaml
 
 from cluster import storage as st
-from cluster.auth import (
+from cluster.remote.auth import (
     ClusterError,
     auth_headers,
     enable_token_auth_for_address,
     find_token,
     rejection_message,
 )
-from cluster.jobs import normalize_address
-from cluster.submit import (
+from cluster.remote.jobs import normalize_address
+from cluster.remote.submit import (
     EXCLUDES,
     build_runtime_env,
     check_storage,
@@ -27,7 +27,7 @@ from cluster.submit import (
     worker_requirements,
 )
 from tests.cluster.helpers import ROOT
-from trainables.trainable import gpu_memory_limit_mb
+from trainables.trial.fit import gpu_memory_limit_mb
 
 
 def test_staged_project_has_code_data_and_spec_but_no_runs_venv_or_caches(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_unreadable_token_file_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_rejection_messages_say_what_to_do() -> None:
-    from cluster.auth import Token
+    from cluster.remote.auth import Token
 
     assert "no token was sent" in rejection_message("http://h:8265", 401, None)
     msg = rejection_message("http://h:8265", 403, Token("x", "RAY_AUTH_TOKEN"))

@@ -31,7 +31,7 @@ def rewrite_results(trial_dir: Path, fn: Callable[[dict[str, Any]], dict[str, An
 def winner_dir(run: Path) -> Path:
     """The trial folder of the run's best trial by validation RMSE."""
     from reports.collect import load_run
-    from reports.export import winners
+    from reports.registry.winners import winners
 
     (t,) = winners(load_run(run)).values()
     return t.path
@@ -50,7 +50,7 @@ def built_run(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path
 @pytest.fixture(scope="session")
 def registry(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A winners registry holding the small run's winner (read-only for tests)."""
-    from reports.export import export_run
+    from reports.registry.winners import export_run
 
     reg = tmp_path_factory.mktemp("registry") / "winners"
     export_run(small_run, reg)

@@ -11,16 +11,16 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from reports.confirm import NOT_DISTINGUISHABLE, aggregate, plan_confirmation, walk_forward
+from cluster.confirm import NOT_DISTINGUISHABLE, aggregate, plan_confirmation, walk_forward
 from tests.reports.conftest import copy_run
 from trainables.errors import RunError
 
 
 @pytest.fixture(scope="module")
 def prepared() -> object:
-    from trainables.data import load_candles
-    from trainables.dataset import prepare
-    from trainables.indicators import make_member
+    from trainables.data.candles import load_candles
+    from trainables.features.dataset import prepare
+    from trainables.features.indicators import make_member
 
     return prepare(load_candles("BTC-USDT", "1d"), [make_member("log_return")], horizon=2, max_lookback=8)
 
@@ -85,8 +85,8 @@ def test_aggregate_ranks_by_mean_test_rmse_and_flags_noise() -> None:
 
 def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp_path: Path,
                                                             ray_local: None) -> None:
+    from cluster.confirm import run_confirmation
     from reports.build import build_report
-    from reports.confirm import run_confirmation
 
     run = copy_run(small_run, tmp_path / "run")
     summary = run_confirmation(run, top_k=1, seeds=2, folds=2)

@@ -15,7 +15,7 @@ _SMALL = {"units": 4, "filters": 4, "d_model": 8, "layers": 1, "heads": 2, "ff_m
 def shrink_overrides(spec: Path) -> list[str]:
     """``--set`` overrides that shrink a preset to 2 trials x 1 epoch on recent BTC daily candles."""
     from search_spaces.loader import _resolve_bases
-    from trainables.models import MODELS
+    from trainables.models.families import MODELS
 
     raw = _resolve_bases(spec)
     sets = ["data.assets=[BTC-USDT]", "data.timeframes=[1d]", "data.start=2023-01-01", "window.lookback=4",

@@ -66,7 +66,7 @@ def test_preset_header_says_how_to_run_it_and_what_it_costs(preset: str) -> None
 
 
 def test_factory_covers_every_embedded_asset_and_timeframe() -> None:
-    from trainables.data import TIMEFRAMES, available
+    from trainables.data.candles import TIMEFRAMES, available
 
     s = load_spec(PRESET_DIR / "factory.yaml").spec
     assert sorted(s.data.assets) == sorted(available())
@@ -85,7 +85,7 @@ def test_bitcoin_factory_is_the_prior_art_recipe() -> None:
 
 
 def test_synthesizer_paper_grid() -> None:
-    from trainables.models import MODELS
+    from trainables.models.families import MODELS
 
     s = load_spec(PRESET_DIR / "synthesizer_paper.yaml").spec
     fams = set(s.model.families)

@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from search_spaces.loader import SpecError, load_spec
 from search_spaces.schema import LOSSES, OPTIMIZERS
 from search_spaces.space import CONFIG_KEYS
-from trainables.models import MODELS
+from trainables.models.families import MODELS
 
 SETTINGS = settings(max_examples=int(os.environ.get("SPEC_PROPERTY_EXAMPLES", "50")), deadline=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])

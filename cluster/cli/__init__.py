@@ -1,0 +1,116 @@
+"""``tunefactory`` command line.
+
+Every user error (bad spec, bad data, bad run directory) prints one line per problem on
+stderr and exits 2, without a traceback; nothing is written under ``runs/`` before the
+spec and the data have been validated.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+# Tune snapshots its state after every trial checkpoint (that is what makes resume exact);
+# its warning about snapshotting "too often" is noise here.
+os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
+
+from cluster.cli.options import add_run_options
+from trainables.errors import TunefactoryError
+
+
+def _cmd_run(a: argparse.Namespace) -> int:
+    from cluster.sweep import run_sweep
+    from search_spaces.loader import load_spec
+
+    loaded = load_spec(a.spec, a.overrides)
+    run_sweep(loaded, name=a.name, storage=a.storage, address=a.address, num_cpus=a.num_cpus)
+    return 0
+
+
+def _cmd_resume(a: argparse.Namespace) -> int:
+    from cluster.sweep import resume_sweep
+
+    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus, retry_failed=a.retry_failed)
+    return 0
+
+
+def _cmd_validate(a: argparse.Namespace) -> int:
+    from search_spaces.loader import load_spec
+    from search_spaces.summary import summary
+
+    loaded = load_spec(a.spec, a.overrides)
+    print(summary(loaded))
+    return 0
+
+
+def _cmd_space(a: argparse.Namespace) -> int:
+    from search_spaces.loader import load_spec
+    from search_spaces.summary import space_table
+
+    print(space_table(load_spec(a.spec, a.overrides)))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser (public so the README and tests can list the commands)."""
+    p = argparse.ArgumentParser(prog="tunefactory", description="Hyperparameter and indicator-subset "
+                                "search for crypto forecasting models on Ray Tune + Keras.")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    r = sub.add_parser("run", help="run a sweep and write its leaderboard")
+    add_run_options(r)
+    r.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
+    r.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
+    r.set_defaults(fn=_cmd_run)
+
+    rs = sub.add_parser("resume", help="continue an interrupted sweep (finished trials are kept)")
+    rs.add_argument("run_dir", help="the run folder (or s3:// / gs:// URI) that `tunefactory run` printed")
+    rs.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
+    rs.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
+    rs.add_argument("--retry-failed", action="store_true",
+                    help="also run again the trials that failed (they already had max_failures retries)")
+    rs.set_defaults(fn=_cmd_resume)
+
+    v = sub.add_parser("validate", help="check a spec and summarise it (exit 2 on errors)")
+    v.add_argument("spec", type=Path)
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.set_defaults(fn=_cmd_validate)
+
+    s = sub.add_parser("space", help="size of the search space, trials and trial-epochs")
+    s.add_argument("spec", type=Path)
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.set_defaults(fn=_cmd_space)
+
+    # Other packages add their own commands (reports: report/export/forecast/confirm;
+    # cluster.cli.remote: submit/jobs/slurm), so each stays next to its code.
+    from cluster.cli.data import register as register_data
+    from cluster.cli.remote import register as register_remote
+    from cluster.cli.results import register as register_reports
+
+    register_reports(sub)
+    register_data(sub)
+    register_remote(sub)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``tunefactory`` console script."""
+    args = build_parser().parse_args(argv)
+    try:
+        return int(args.fn(args) or 0)
+    except TunefactoryError as e:
+        for line in str(e).splitlines():
+            print(line, file=sys.stderr)
+        return e.exit_code
+    except KeyboardInterrupt:
+        print("tunefactory: interrupted; continue with `tunefactory resume RUN_DIR`", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

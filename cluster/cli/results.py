@@ -1,0 +1,106 @@
+"""CLI commands of the reports package (registered by ``cluster.cli``).
+
+``report``, ``export``, ``forecast`` and ``confirm``. Every user error raises a
+:class:`~trainables.errors.TunefactoryError`, which the CLI prints as one line (exit 2).
+"""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any
+
+from trainables.errors import TunefactoryError
+
+
+def _cmd_report(a: argparse.Namespace) -> int:
+    from reports.build import build_report
+
+    out = build_report(a.run_dir, top_k=a.top_k, fee=a.fee / 100)
+    print(f"{out / 'index.html'}\n{out / 'leaderboard.csv'}\n{out / 'leaderboard.json'}")
+    return 0
+
+
+def _cmd_export(a: argparse.Namespace) -> int:
+    from reports.registry.winners import export_run
+
+    for line in export_run(a.run_dir, a.registry, force=a.force):
+        print(line)
+    return 0
+
+
+def _cmd_forecast(a: argparse.Namespace) -> int:
+    from reports.registry.forecast import forecast
+
+    fc = forecast(a.asset, a.timeframe, registry=a.registry, data=a.data, now=a.at)
+    for line in fc.lines():
+        print(line)
+    return 0
+
+
+def _cmd_confirm(a: argparse.Namespace) -> int:
+    from cluster.confirm import run_confirmation, summary_lines
+    from reports.build import build_report
+
+    summary = run_confirmation(a.run_dir, top_k=a.top_k, seeds=a.seeds, folds=a.folds, address=a.address,
+                               num_cpus=a.num_cpus)
+    for line in summary_lines(summary):
+        print(line)
+    out = build_report(a.run_dir)
+    print(f"report: {out / 'index.html'}")
+    return 0
+
+
+def _percent(text: str) -> float:
+    try:
+        v = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a percentage like 0.1; got {text!r}") from None
+    if not 0 <= v < 100:
+        raise argparse.ArgumentTypeError(f"must be in [0, 100); got {text}")
+    return v
+
+
+def _timestamp(text: str) -> Any:
+    import pandas as pd
+
+    try:
+        t = pd.Timestamp(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an ISO time like 2025-06-01T12:00Z; got {text!r}") from None
+    return t.tz_localize("UTC") if t.tzinfo is None else t.tz_convert("UTC")
+
+
+def register(sub: Any) -> None:
+    """Add ``report``, ``export``, ``forecast`` and ``confirm`` to the ``tunefactory`` subcommands."""
+    rp = sub.add_parser("report", help="(re)write RUN_DIR/report/ from the files on disk")
+    rp.add_argument("run_dir", type=Path)
+    rp.add_argument("--top-k", type=int, default=10, help="best trials the indicator chart compares (default 10)")
+    rp.add_argument("--fee", type=_percent, default=0.1, help="backtest fee per trade in percent (default 0.1)")
+    rp.set_defaults(fn=_cmd_report)
+
+    e = sub.add_parser("export", help="export each asset/timeframe winner to a registry folder")
+    e.add_argument("run_dir", type=Path)
+    e.add_argument("--registry", type=Path, default=Path("winners"))
+    e.add_argument("--force", action="store_true", help="replace even a better or differently judged winner")
+    e.set_defaults(fn=_cmd_export)
+
+    f = sub.add_parser("forecast", help="next-candle forecast of an exported winner from the latest candles")
+    f.add_argument("--asset", required=True, help="e.g. BTC-USDT")
+    f.add_argument("--timeframe", required=True, help="e.g. 1h")
+    f.add_argument("--registry", type=Path, default=Path("winners"))
+    f.add_argument("--data", type=Path, help="candle file or folder (default: where the run read its candles)")
+    f.add_argument("--at", type=_timestamp, help="forecast as of this UTC time (later candles are ignored)")
+    f.set_defaults(fn=_cmd_forecast)
+
+    c = sub.add_parser("confirm", help="re-train the top-k configs per asset/timeframe with new seeds (and folds)")
+    c.add_argument("run_dir", type=Path)
+    c.add_argument("--top-k", type=int, default=3, help="configs per asset/timeframe (default 3)")
+    c.add_argument("--seeds", type=int, default=3, help="seeds per config (default 3)")
+    c.add_argument("--folds", type=int, help="walk-forward folds (default: the sweep's split only)")
+    c.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
+    c.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
+    c.set_defaults(fn=_cmd_confirm)
+
+
+__all__ = ["TunefactoryError", "register"]
