@@ -9,7 +9,7 @@ export TF_CPP_MIN_LOG_LEVEL := 2
 export RAY_USAGE_STATS_ENABLED := 0
 export PIP_DISABLE_PIP_VERSION_CHECK := 1
 
-.PHONY: help demo test test-all lint bench clean
+.PHONY: help demo test lint bench clean
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -23,17 +23,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)  ## run the laptop sweep on the embedded data and print where the leaderboard is
 	$(BIN)/tunefactory run $(SPEC)
 
-test: $(STAMP)  ## run ruff, mypy and the tests (everything but the `slow` marker)
-	$(BIN)/ruff check search_spaces trainables cluster reports tests benchmarks
-	$(BIN)/mypy search_spaces trainables cluster reports
-	$(BIN)/python -m pytest -m "not slow" -q
-
-test-all: $(STAMP)  ## run every test, including full sweeps and multi-node clusters
+test: lint  ## run ruff, mypy, the import contracts and every test (what CI runs: .ci/run)
 	$(BIN)/python -m pytest -q
 
-lint: $(STAMP)  ## ruff + mypy
+lint: $(STAMP)  ## ruff + mypy + import contracts (layers, no cycles, who may import ray/keras)
 	$(BIN)/ruff check search_spaces trainables cluster reports tests benchmarks
 	$(BIN)/mypy search_spaces trainables cluster reports
+	$(BIN)/lint-imports
 
 bench: $(STAMP)  ## sweep vs bare sequential Keras loop, trials/hour
 	$(BIN)/python benchmarks/sweep_vs_loop.py

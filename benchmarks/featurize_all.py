@@ -23,8 +23,8 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from trainables.data.candles import available, load_candles
-from trainables.data.tables import METRIC_INDICATORS
 from trainables.features.indicators import INDICATORS, compute_features, make_member
+from trainables.features.table_indicators import METRIC_INDICATORS
 
 TARGET_S = 5.0
 

@@ -39,7 +39,10 @@ GROUPS = ["BTC-USDT/1d", "ETH-USDT/1d", "BTC-USDT/4h", "ETH-USDT/4h", "SOL-USDT/
 
 def make_source(workdir: Path) -> Path:
     """Run the tests' tiny spec (a real 4-trial sweep) and return its run directory."""
-    from cluster.sweep import init_ray, run_sweep
+    # Lazy: these import Ray (seconds), which a run with --source never needs; and every
+    # import of the project must follow the sys.path line above.
+    from cluster.ray_runtime import init_ray
+    from cluster.sweep import run_sweep
     from search_spaces.loader import load_spec
     from tests.conftest import TINY_SPEC
 

@@ -65,9 +65,10 @@ def main() -> None:
 
     from cluster.searcher import GroupedSearcher
     from cluster.sweep import prepare_groups
+    from cluster.tune_trial import worker_rss_mb
     from search_spaces.loader import load_spec
-    from trainables.trial.fit import configure_tensorflow, fit_trial
-    from trainables.trial.keras_runtime import worker_rss_mb
+    from trainables.trial.fit import fit_trial
+    from trainables.trial.keras_runtime import configure_tensorflow
 
     configure_tensorflow(1)
     import keras  # noqa: F401  (import time is not a per-trial cost)

@@ -9,6 +9,10 @@ groups run concurrently and each gets exactly its own budget.
 The searcher tells Optuna the running best (``val_ratio_best``), never the last epoch's
 value: trials restore their best epoch, and a trial stopped by ASHA is still judged by its
 best epoch.
+
+:func:`to_tune` turns a spec distribution into the equivalent Ray Tune domain, for users
+driving Ray's own searchers over a spec's space; it lives here because the spec language
+(``search_spaces``) imports no Ray.
 """
 
 from __future__ import annotations
@@ -18,13 +22,52 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
+from search_spaces.distributions import Dist, DistError
 from search_spaces.schema import Spec
 from search_spaces.space import grid_configs, suggest_config, trial_seed, trials_per_group
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+def to_tune(dist: Dist) -> Any:
+    """The Ray Tune domain equivalent to a spec distribution (the value itself when fixed).
+
+    Integer bounds are inclusive in a spec and Optuna; Ray's ``randint`` upper bound is
+    exclusive, so it is moved up by one.
+
+    Raises:
+        DistError: an unknown distribution type.
+    """
+    if dist.type == "fixed":
+        return dist.values[0]
+    if dist.type == "choice":
+        return tune.choice(list(dist.values))
+    if dist.type == "grid":
+        return tune.grid_search(list(dist.values))
+    if dist.type == "uniform":
+        return tune.uniform(dist.low, dist.high)
+    if dist.type in ("quniform", "qrandint") and not _ray_grid_aligned(dist):
+        # Ray rounds to multiples of q, Optuna steps from low: equal only when low and high are
+        # multiples of q. Otherwise the exact value set keeps both libraries in agreement.
+        return tune.choice(dist.grid_values() or [])
+    if dist.type == "quniform":
+        return tune.quniform(dist.low, dist.high, float(dist.q or 1.0))
+    if dist.type == "loguniform":
+        return tune.loguniform(dist.low, dist.high)
+    if dist.type == "randint":
+        return tune.randint(int(dist.low), int(dist.high) + 1)  # Ray's upper bound is exclusive
+    if dist.type == "qrandint":
+        return tune.qrandint(int(dist.low), int(dist.high), int(dist.q or 1))  # inclusive in Ray
+    raise DistError(f"unknown distribution type {dist.type!r}")
+
+
+def _ray_grid_aligned(dist: Dist) -> bool:
+    q = dist.q or 1.0
+    return all(abs(x / q - round(x / q)) < 1e-9 for x in (dist.low, dist.high))
 
 
 class GroupedSearcher(Searcher):

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -22,6 +21,7 @@ import pandas as pd
 
 from trainables.data.candles import TIMEFRAMES
 from trainables.errors import RunError
+from trainables.features.targets import TARGETS
 
 DEFAULT_FEE = 0.001  # 0.1 % per trade: a typical spot taker fee
 
@@ -77,8 +77,6 @@ def predicted_multiplier(target: str, values: np.ndarray, close: np.ndarray | fl
     Raises:
         RunError: the target has no price (volatility targets say nothing about direction).
     """
-    from trainables.features.targets import TARGETS
-
     tg = TARGETS.get(target)
     if tg is None:
         raise RunError(f"backtest: unknown target {target!r}; known: {', '.join(TARGETS)}")
@@ -159,8 +157,3 @@ def backtest(pred: pd.DataFrame, *, target: str, horizon: int, timeframe: str,
     bh, eq_bh = _run(ret, np.ones_like(ret), fee, ppy)
     ts = pd.Series(pred["timestamp"].to_numpy()[keep]).astype(str).tolist()
     return Backtest(strat, bh, fee, int(keep.sum()), ts, eq.tolist(), eq_bh.tolist())
-
-
-def backtest_file(path: Path, *, target: str, horizon: int, timeframe: str, fee: float = DEFAULT_FEE) -> Backtest:
-    """:func:`backtest` of a ``predictions.csv`` file."""
-    return backtest(pd.read_csv(path), target=target, horizon=horizon, timeframe=timeframe, fee=fee)

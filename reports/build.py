@@ -22,11 +22,12 @@ import jinja2
 import markupsafe
 import numpy as np
 import pandas as pd
+import plotly.offline
 
-from cluster.confirm import NOT_DISTINGUISHABLE, load_confirmation
 from reports import charts
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
+from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
 from reports.registry.winners import winners
 from trainables.errors import RunError
 from trainables.files import atomic_write
@@ -383,8 +384,6 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "trials_per_hour": _clean(c["trials_per_hour"]),
                     "backtest": c["backtest"].to_dict() if c["backtest"] else None,
                     "confirmation": c["confirm_winner"]} for c in cards]}, indent=1, default=_clean))
-    import plotly.offline
-
     html = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
         n_trials=len(board), headline=headline, table_headers=TABLE, confirmation=confirmation, top_k=top_k, fee=fee,

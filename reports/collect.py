@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
+import yaml
 
 from trainables.errors import RunError
 
@@ -176,8 +177,6 @@ def load_run(run_dir: Path | str) -> Run:
         groups = meta["groups"]
     except (json.JSONDecodeError, KeyError, TypeError):
         raise RunError(f"{run_dir / 'groups.json'}: unreadable (not the JSON `tunefactory run` writes)") from None
-    import yaml
-
     spec: Any = {}
     if (run_dir / "spec.yaml").is_file():
         try:
@@ -244,8 +243,3 @@ def leaderboard(run: Run) -> pd.DataFrame:
     df = df.sort_values(["group", "val_rmse_best", "trial_number"], na_position="last", kind="stable")
     df.insert(1, "rank", df.groupby("group").cumcount() + 1)
     return df.reset_index(drop=True)
-
-
-def trials_by_id(run: Run) -> dict[str, Trial]:
-    """``trial_id`` → :class:`Trial`."""
-    return {t.trial_id: t for t in run.trials}

@@ -1,4 +1,4 @@
-"""Search distributions: one definition → Ray Tune space, Optuna suggestion, grid values.
+"""Search distributions: one definition → Optuna suggestion, grid values (and a Ray Tune domain).
 
 In a spec, a searchable value is either a plain scalar (fixed) or a mapping with ``type``::
 
@@ -8,10 +8,12 @@ In a spec, a searchable value is either a plain scalar (fixed) or a mapping with
     dropout: {type: quniform, low: 0.0, high: 0.5, q: 0.1}
     batch_size: {type: grid, values: [32, 64]}      # enumerated under search.algorithm=grid
 
-Bounds are **inclusive** for the integer types (``randint`` 1..3 can give 3); Ray's
-exclusive upper bound is adjusted in :meth:`Dist.to_tune`. ``quniform``/``qrandint`` step
-from ``low`` (as Optuna does); Ray rounds to multiples of ``q``, so when ``low`` or ``high``
-is not a multiple of ``q`` the Ray domain is a ``choice`` of the exact values instead.
+Bounds are **inclusive** for the integer types (``randint`` 1..3 can give 3), and
+``quniform``/``qrandint`` step from ``low``, as Optuna does. The equivalent Ray Tune domain
+is built by :func:`cluster.searcher.to_tune` (beside the only code that imports Ray), which
+adjusts Ray's exclusive upper bound and, where Ray's rounding to multiples of ``q`` would
+give other values, uses a ``choice`` of the exact values. This module imports no Ray, so
+validating a spec stays fast.
 """
 
 from __future__ import annotations
@@ -204,36 +206,6 @@ class Dist:
         if self.type == "qrandint":
             return trial.suggest_int(name, int(self.low), int(self.high), step=int(self.q or 1))
         raise DistError(f"unknown distribution type {self.type!r}")
-
-    def to_tune(self) -> Any:
-        """The equivalent Ray Tune domain (for users driving Ray's own searchers)."""
-        from ray import tune
-
-        if self.type == "fixed":
-            return self.values[0]
-        if self.type == "choice":
-            return tune.choice(list(self.values))
-        if self.type == "grid":
-            return tune.grid_search(list(self.values))
-        if self.type == "uniform":
-            return tune.uniform(self.low, self.high)
-        if self.type in ("quniform", "qrandint") and not self._ray_grid_aligned():
-            # Ray rounds to multiples of q, Optuna steps from low: equal only when low and high are
-            # multiples of q. Otherwise the exact value set keeps both libraries in agreement.
-            return tune.choice(self.grid_values() or [])
-        if self.type == "quniform":
-            return tune.quniform(self.low, self.high, float(self.q or 1.0))
-        if self.type == "loguniform":
-            return tune.loguniform(self.low, self.high)
-        if self.type == "randint":
-            return tune.randint(int(self.low), int(self.high) + 1)  # Ray's upper bound is exclusive
-        if self.type == "qrandint":
-            return tune.qrandint(int(self.low), int(self.high), int(self.q or 1))  # inclusive in Ray
-        raise DistError(f"unknown distribution type {self.type!r}")
-
-    def _ray_grid_aligned(self) -> bool:
-        q = self.q or 1.0
-        return all(abs(x / q - round(x / q)) < 1e-9 for x in (self.low, self.high))
 
 
 _KEYS = {

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from pydantic import BaseModel, ValidationError
 from search_spaces.distributions import did_you_mean, fmt_value
 from search_spaces.schema import Spec
 from trainables.errors import TunefactoryError
+from trainables.features.table_indicators import register_funding_indicators, register_metric_table
 
 
 class SpecError(TunefactoryError):
@@ -232,8 +234,6 @@ def _rule(e: dict[str, Any]) -> str:
     if typ.startswith("date") or typ.startswith("datetime"):
         return "must be a date like 2024-01-31"
     if typ == "literal_error":
-        import re
-
         options = re.findall(r"'([^']*)'", str(ctx.get("expected", "")))
         hint = did_you_mean(e.get("input"), options) if options else ""
         return f"must be one of {', '.join(options)}{hint}" if options else msg
@@ -279,9 +279,6 @@ def _register_metric_sources(raw: dict[str, Any]) -> None:
     data = raw.get("data") if isinstance(raw, dict) else None
     if not isinstance(data, dict):
         return
-    from trainables.data.tables import register_funding_indicators, register_metric_table
-    from trainables.errors import TunefactoryError
-
     if data.get("funding"):
         register_funding_indicators()
     metrics, assets = data.get("metrics") or [], data.get("assets") or []

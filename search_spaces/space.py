@@ -3,7 +3,8 @@ space size.
 
 One definition serves every algorithm: ``optuna-tpe`` and ``random`` sample through the
 same define-by-run function (conditional parameters exist only for the family drawn), and
-``grid`` enumerates the same dimensions.
+``grid`` enumerates the same dimensions (its size is counted by
+:func:`search_spaces.schema.grid_size`, which the schema also uses to refuse huge grids).
 
 Indicator subsets: a pool of N members has 2^N subsets. Under TPE/random each non-fixed
 member gets one boolean (``ind.<member>``), so TPE learns per-indicator usefulness; a
@@ -23,11 +24,10 @@ from collections.abc import Iterator
 from typing import Any
 
 from search_spaces.distributions import Dist
-from search_spaces.schema import Spec
+from search_spaces.schema import Spec, grid_size
 from trainables.features.indicators import PoolMember
+from trainables.trial.config import TRAINING_KEYS
 
-#: Searchable training settings, in the order they are sampled and enumerated.
-TRAINING_KEYS = ("batch_size", "learning_rate", "weight_decay", "loss", "optimizer", "patience")
 #: Keys every trial config carries (what ``trainables.trial.fit.fit_trial`` reads).
 CONFIG_KEYS = ("group", "asset", "timeframe", "seed", "max_epochs", "jit_compile", "steps_per_execution",
                "threads", "family", "model", "lookback", *TRAINING_KEYS, "indicators", "indicator_params",
@@ -64,8 +64,6 @@ def repair(spec: Spec, chosen: list[str], bits_key: str) -> list[str]:
     chosen_set = set(always) | set(picked)
     return [k for k in keys if k in chosen_set]  # pool order: stable column order
 
-
-_repair = repair  # old name
 
 
 def _member(spec: Spec, key: str) -> PoolMember:
@@ -168,30 +166,6 @@ def n_subsets(spec: Spec) -> int:
     return sum(math.comb(n_free, k) for k in range(lo, f.upper - len(f.always) + 1))
 
 
-def _subset_points(spec: Spec) -> float:
-    """Indicator dimension of the grid: subsets × the searched parameter values of their members."""
-    f = spec.features
-    always = [m for m in f.pool if m.key in f.always]
-    free = [m for m in f.pool if m.key not in f.always]
-    w_always = math.prod(len(m.variants) if m.searched else 1 for m in always)
-    # Elementary symmetric sums of the free members' weights: e[k] = Σ over k-subsets of Π weights.
-    e = [1.0] + [0.0] * len(free)
-    for m in free:
-        w = len(m.variants) if m.searched else 1
-        for k in range(len(free), 0, -1):
-            e[k] += e[k - 1] * w
-    lo = max(f.lower - len(always), 0)
-    return w_always * sum(e[k] for k in range(lo, f.upper - len(always) + 1))
-
-
-def grid_size(spec: Spec) -> float:
-    """Points in the full grid of one group (``inf`` if any dimension is continuous)."""
-    common = spec.window.lookback.size() * math.prod(getattr(spec.training, k).size() for k in TRAINING_KEYS)
-    per_sub = _subset_points(spec)
-    return sum(math.prod(d.size() for d in space.values()) * common * per_sub
-               for space in spec.model.families.values())
-
-
 def _grid_points(spec: Spec) -> Iterator[tuple[Any, ...]]:
     """The grid as raw tuples (cheap to iterate); :func:`grid_configs` turns them into configs."""
     train_vals = [_finite(getattr(spec.training, k), f"training.{k}") for k in TRAINING_KEYS]
@@ -251,11 +225,6 @@ def trials_per_group(spec: Spec) -> int:
         n = int(g) if math.isfinite(g) else 0
         return min(n, spec.search.num_samples) if spec.search.num_samples else n
     return int(spec.search.num_samples or 10)
-
-
-def param_names(spec: Spec) -> set[str]:
-    """Names of every Optuna parameter the define-by-run function can create."""
-    return set(spec.param_names())
 
 
 def asha_epochs(max_epochs: int, grace: int, rf: float) -> float:

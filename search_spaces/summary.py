@@ -6,8 +6,9 @@ import math
 
 from search_spaces.distributions import Dist
 from search_spaces.loader import LoadedSpec
-from search_spaces.schema import Spec
-from search_spaces.space import TRAINING_KEYS, epochs_per_trial, grid_size, n_subsets, trials_per_group
+from search_spaces.schema import Spec, grid_size
+from search_spaces.space import epochs_per_trial, n_subsets, trials_per_group
+from trainables.trial.config import TRAINING_KEYS
 
 
 def _n(x: float) -> str:

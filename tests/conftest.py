@@ -54,8 +54,8 @@ TINY_SPEC = textwrap.dedent("""\
 def _restore_indicator_registry() -> Iterator[None]:
     """Specs with funding/metric sources register indicators process-wide; undo it after
     each test so every test sees the candle indicators only (as a fresh process does)."""
-    from trainables.data.tables import METRIC_INDICATORS
     from trainables.features.indicators import INDICATORS
+    from trainables.features.table_indicators import METRIC_INDICATORS
 
     before, before_m = dict(INDICATORS), dict(METRIC_INDICATORS)
     yield

@@ -1,1 +1,10 @@
-"""Data → indicators → windows → model → metrics, run as a Ray Tune trainable."""
+"""The bottom layer: data → indicators → windows → model → one trial, with no Ray in it.
+
+- ``data``: candle files, exchange download, funding/metric tables, as-of alignment.
+- ``features``: indicator registry, targets, the prepared arrays and windows of a group.
+- ``pipeline``: the one feature pipeline (a ``DataRecipe`` in, a prepared group out).
+- ``models``: model families and their Keras layers.
+- ``trial``: the typed trial config, one trial's training, the Keras/TF seam.
+- ``evaluation``: scores and the baselines every model is judged against.
+- ``errors``, ``files``: the base error class, atomic file writes.
+"""

@@ -6,10 +6,11 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from trainables.data.candles import EMBEDDED_DIR, TIMEFRAMES, available, candle_file, gap_report, read_candles
+from trainables.data.exchange import fetch_candles, make_exchange
+
 
 def _cmd_fetch(a: argparse.Namespace) -> int:
-    from trainables.data.exchange import fetch_candles, make_exchange
-
     out = Path(a.out)
     r = fetch_candles(make_exchange(a.exchange), a.asset, a.timeframe, since=a.since, out_dir=out,
                       compress=a.gzip)
@@ -19,8 +20,6 @@ def _cmd_fetch(a: argparse.Namespace) -> int:
 
 
 def _catalogue_rows(directory: Path, label: str) -> list[str]:
-    from trainables.data.candles import available, candle_file, read_candles
-
     rows = []
     for asset, tfs in available(directory).items():
         for tf in tfs:
@@ -31,8 +30,6 @@ def _catalogue_rows(directory: Path, label: str) -> list[str]:
             except Exception as e:  # a bad file is listed, not fatal: `data check` explains it
                 rows.append(f"{label:<9} {asset:<10} {tf:<4} INVALID: {str(e).splitlines()[0]}")
                 continue
-            from trainables.data.candles import gap_report
-
             g = gap_report(c["timestamp"], tf)
             first, last = c["timestamp"].iloc[0], c["timestamp"].iloc[-1]
             rows.append(f"{label:<9} {asset:<10} {tf:<4} {len(c):>8,} {first:%Y-%m-%d %H:%M} → "
@@ -41,8 +38,6 @@ def _catalogue_rows(directory: Path, label: str) -> list[str]:
 
 
 def _cmd_list(a: argparse.Namespace) -> int:
-    from trainables.data.candles import EMBEDDED_DIR
-
     print(f"{'source':<9} {'asset':<10} {'tf':<4} {'rows':>8} span / gaps")
     for line in _catalogue_rows(EMBEDDED_DIR, "embedded"):
         print(line)
@@ -54,14 +49,10 @@ def _cmd_list(a: argparse.Namespace) -> int:
 
 
 def _cmd_check(a: argparse.Namespace) -> int:
-    from trainables.data.candles import gap_report, read_candles
-
     c = read_candles(a.file)
     tf = Path(a.file).name.split(".csv")[0].rpartition("_")[2]
     msg = f"{a.file}: OK, {len(c):,} candles {c['timestamp'].iloc[0]:%Y-%m-%dT%H:%MZ} → " \
           f"{c['timestamp'].iloc[-1]:%Y-%m-%dT%H:%MZ}"
-    from trainables.data.candles import TIMEFRAMES
-
     if tf in TIMEFRAMES:
         msg += f"; {gap_report(c['timestamp'], tf).summary()}"
     zero = int((c["volume"] == 0).sum())

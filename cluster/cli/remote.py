@@ -11,35 +11,32 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+from cluster.auth import ClusterError
+from cluster.cli.options import add_run_options
+from cluster.remote import jobs, slurm
+from cluster.remote.submit import submit
+
 _ADDRESS_HELP = ("the cluster's Ray dashboard, http://HOST:8265 (default: $RAY_API_SERVER_ADDRESS); for the "
                  "shipped cloud configs the local end of `ray dashboard CLUSTER.yaml`")
 
 
 def _run_options(p: argparse.ArgumentParser) -> None:
-    from cluster.cli.options import add_run_options
-
     add_run_options(p, storage_help="runs root as the cluster sees it: an absolute path on shared storage, "
                     "s3://BUCKET/PATH or gs://BUCKET/PATH (default: the spec's storage)")
 
 
 def _cmd_submit(a: argparse.Namespace) -> int:
-    from cluster.remote.submit import submit
-
     submit(a.spec, address=a.address, name=a.name, storage=a.storage, overrides=a.overrides,
            install=not a.no_install, wait=a.wait, timeout=a.timeout)
     return 0
 
 
 def _cmd_jobs(a: argparse.Namespace) -> int:
-    from cluster.remote import jobs
-
     if a.action == "list":
         for j in jobs.list_jobs(a.address):
             print(j.line())
         return 0
     if not a.job:
-        from cluster.remote.auth import ClusterError
-
         raise ClusterError(f"tunefactory jobs {a.action}: give the job id that `tunefactory submit` printed")
     if a.action == "status":
         info = jobs.job_info(a.address, a.job)
@@ -57,8 +54,6 @@ def _cmd_jobs(a: argparse.Namespace) -> int:
 
 
 def _cmd_slurm(a: argparse.Namespace) -> int:
-    from cluster.remote import slurm
-
     job = slurm.prepare(a.spec, nodes=a.nodes, gpus_per_node=a.gpus_per_node, time_limit=a.time, name=a.name,
                         storage=a.storage, overrides=a.overrides, cpus_per_node=a.cpus_per_node,
                         partition=a.partition, account=a.account, exclusive=a.exclusive, python=a.python)

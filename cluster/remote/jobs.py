@@ -13,7 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import IO, Any, TypeVar
 
-from cluster.remote.auth import ClusterError, Token, auth_headers, find_token, rejection_message
+from cluster.auth import ClusterError, Token, auth_headers, find_token, rejection_message
 
 T = TypeVar("T")
 TERMINAL = ("SUCCEEDED", "FAILED", "STOPPED")

@@ -13,7 +13,6 @@ uses to wait for the nodes.
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import re
 import shlex
@@ -28,7 +27,8 @@ from pathlib import Path
 import jinja2
 
 from cluster import storage as st
-from cluster.remote.auth import ClusterError
+from cluster.ray_runtime import wait_for_nodes
+from search_spaces.loader import load_spec
 from trainables.errors import TunefactoryError
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -138,8 +138,6 @@ def prepare(spec: Path, *, nodes: int, gpus_per_node: int, time_limit: str, name
     A relative storage path is made absolute against the current directory, since the
     batch script runs elsewhere.
     """
-    from search_spaces.loader import load_spec
-
     loaded = load_spec(spec, list(overrides))
     root = storage or loaded.spec.storage
     if not st.is_uri(root):
@@ -184,32 +182,6 @@ def submit(job: SlurmJob, *, wait: bool = False) -> tuple[str, Path]:
     if wait and proc.returncode != 0:
         raise SlurmError(f"Slurm job {job_id} failed (exit {proc.returncode}); log: {job.log_file(job_id)}")
     return job_id, script
-
-
-def wait_for_nodes(address: str, nodes: int, *, timeout: float = 300.0) -> int:
-    """Block until ``nodes`` Ray nodes are alive at ``address``; return how many are.
-
-    Raises:
-        ClusterError: they did not all join within ``timeout`` seconds.
-    """
-    import ray
-
-    deadline = time.monotonic() + timeout
-    alive = 0
-    while time.monotonic() < deadline:
-        try:
-            if not ray.is_initialized():
-                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
-            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
-            if alive >= nodes:
-                ray.shutdown()
-                return alive
-        except Exception:  # the head is still starting
-            if ray.is_initialized():
-                ray.shutdown()
-        time.sleep(2)
-    raise ClusterError(f"only {alive} of {nodes} Ray node(s) joined {address} within {timeout:.0f}s; "
-                       "see the Ray logs under /tmp/tf-ray-<job id> on the nodes")
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -26,8 +26,10 @@ from typing import IO, Any
 import yaml
 
 from cluster import storage as st
-from cluster.remote.auth import ClusterError
+from cluster.auth import ClusterError
+from cluster.ray_runtime import ray_version, server_ray_version
 from cluster.remote.jobs import JobInfo, _call, client, follow
+from search_spaces.loader import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
 JOB_SPEC_DIR = ".tunefactory-job"
@@ -161,17 +163,13 @@ def submit(spec: Path, *, address: str | None, name: str | None = None, storage:
         ClusterError: the cluster is unreachable or rejects the token.
         JobFailed: (``wait``) the job ended FAILED or STOPPED.
     """
-    from search_spaces.loader import load_spec
-
     loaded = load_spec(spec, list(overrides))
     root = check_storage(storage or loaded.spec.storage)
     c, addr, token = client(address)
-    server = getattr(c, "_server_ray_version", None)
-    import ray
-
-    if server and server != ray.__version__:
-        print(f"tunefactory: WARNING: the cluster runs Ray {server}, this machine Ray {ray.__version__}; "
-              f"the project pins {ray.__version__}", file=sys.stderr)
+    server, here = server_ray_version(c), ray_version()
+    if server and server != here:
+        print(f"tunefactory: WARNING: the cluster runs Ray {server}, this machine Ray {here}; "
+              f"the project pins {here}", file=sys.stderr)
     gpu = loaded.spec.resources.gpus > 0
     run_label = re.sub(r"[^A-Za-z0-9_-]+", "-", name or loaded.name)[:40]
     job_id = f"tunefactory-{run_label}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"

@@ -1,8 +1,8 @@
 """Next-candle forecast from an exported winner, with features built exactly as in training.
 
 The winner's folder holds its model, its scaler (fitted on its training span) and the
-run's spec. Features are rebuilt from candles the way ``cluster.sweep.prepare_groups``
-built them for the sweep: the same candle source and resampling, the same ``data.start``
+run's spec. Features are rebuilt from candles the way
+``search_spaces.recipes.prepare_groups`` built them for the sweep: the same candle source and resampling, the same ``data.start``
 (EWM-based indicators depend on where the series starts), the whole indicator pool
 computed once (every indicator is causal), then the trial's columns, standardised by the
 saved scaler and cut into one window with :func:`trainables.features.dataset.windows`. A forecast
@@ -11,6 +11,7 @@ made from candles up to ``t`` therefore equals the model's test-span prediction 
 
 from __future__ import annotations
 
+import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,10 +19,19 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from reports.registry.winners import Winner, load_winner
+from search_spaces.schema import FeaturesSection
 from trainables.data.candles import TIMEFRAMES, load_candles, read_candles, resample
 from trainables.errors import DataError, RunError
+from trainables.features.dataset import Prepared, Scaler, windows
+from trainables.features.indicators import compute_features
+from trainables.features.targets import TARGETS
+
+# Keras is imported by ``load_model`` on first call, not by this import: keras_runtime
+# itself only needs numpy at import time.
+from trainables.trial.keras_runtime import load_model, predict_eager
 
 
 @dataclass(frozen=True)
@@ -91,10 +101,6 @@ class Forecast:
 
 def _pool(winner: Winner) -> list[Any]:
     """The run's indicator pool, parsed by the spec schema (only the features section)."""
-    import yaml
-
-    from search_spaces.schema import FeaturesSection
-
     raw = yaml.safe_load((winner.path / "spec.yaml").read_text(encoding="utf-8")) or {}
     try:
         return list(FeaturesSection.model_validate(raw.get("features") or {}).pool)
@@ -181,9 +187,6 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
             f"but it is {at:%Y-%m-%dT%H:%MZ}, so the candle a forecast would apply to has already closed; "
             "fetch newer candles (or pass --at to forecast as of an earlier time)")
 
-    from trainables.features.dataset import Prepared, Scaler, windows
-    from trainables.features.indicators import compute_features
-
     pool = _pool(winner)
     try:
         feats, names, warm = compute_features(frame, pool)
@@ -206,8 +209,6 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
         g = pd.Timestamp(int(window_ns[gaps[0]]), unit="ns", tz="UTC")
         raise DataError(f"{source}: gap after the candle opened {g:%Y-%m-%dT%H:%MZ} inside the last {lookback} "
                         "candles the model reads; fill the missing candles (fetch them again)")
-    import json
-
     scaler = Scaler.from_json(json.loads((winner.path / "scaler.json").read_text(encoding="utf-8")))
     pos = {c: i for i, c in enumerate(names)}
     cols = np.array([pos[c] for c in columns], dtype=np.int64)
@@ -221,13 +222,9 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
     prepared = Prepared(asset, timeframe, target, horizon, ns, close, feats, names, np.full(n, np.nan), np.full(n, np.nan), empty, empty,
                         empty, lookback)
     x = windows(prepared, cols, np.array([n - 1]), lookback, scaler)
-    model = _load_model(winner.path / "model.keras")
-    from trainables.trial.keras_runtime import predict_eager
-
+    model = load_model(winner.path / "model.keras")
     z = float(predict_eager(model, x)[0])  # the forward pass training used for its test predictions
     value = z * scaler.y_std + scaler.y_mean
-
-    from trainables.features.targets import TARGETS
 
     tg = TARGETS.get(target)
     if tg is None:
@@ -244,10 +241,3 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
                     last_open + (horizon + 1) * step, float(close[-1]), float(value), tg.unit, multiplier, price,
                     dropped, info)
 
-
-def _load_model(path: Path) -> Any:
-    import keras
-
-    import trainables.models.families  # noqa: F401  (registers the custom layers a model may use)
-
-    return keras.models.load_model(path, compile=False)

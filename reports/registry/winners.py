@@ -80,6 +80,8 @@ def _fsync_dir(path: Path) -> None:
 
 
 def _write_text(path: Path, text: str) -> None:
+    # Not trainables.files.atomic_write: every file goes into a hidden temporary folder
+    # whose rename is the commit, so a per-file rename would add nothing but renames.
     with open(path, "w", encoding="utf-8") as fh:
         fh.write(text)
         fh.flush()
@@ -280,6 +282,8 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         vdir = reg / VERSIONS / name
         vdir.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        # The atomic unit is a whole version folder, not a file (atomic_write's job): write it
+        # hidden, then rename it into place.
         tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
         tmp.mkdir()
         try:

@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from cluster import storage as st
-from cluster.remote.auth import (
+from cluster.auth import (
     ClusterError,
     auth_headers,
     enable_token_auth_for_address,
@@ -27,7 +27,7 @@ from cluster.remote.submit import (
     worker_requirements,
 )
 from tests.cluster.helpers import ROOT
-from trainables.trial.fit import gpu_memory_limit_mb
+from trainables.trial.keras_runtime import gpu_memory_limit_mb
 
 
 def test_staged_project_has_code_data_and_spec_but_no_runs_venv_or_caches(tmp_path: Path) -> None:
@@ -126,7 +126,7 @@ def test_unreadable_token_file_is_one_line(monkeypatch: pytest.MonkeyPatch, tmp_
 
 
 def test_rejection_messages_say_what_to_do() -> None:
-    from cluster.remote.auth import Token
+    from cluster.auth import Token
 
     assert "no token was sent" in rejection_message("http://h:8265", 401, None)
     msg = rejection_message("http://h:8265", 403, Token("x", "RAY_AUTH_TOKEN"))

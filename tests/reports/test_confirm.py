@@ -11,7 +11,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.confirm import NOT_DISTINGUISHABLE, aggregate, plan_confirmation, walk_forward
+from cluster.confirm import plan_confirmation, walk_forward
+from reports.confirmation import NOT_DISTINGUISHABLE, aggregate
 from tests.reports.conftest import copy_run
 from trainables.errors import RunError
 

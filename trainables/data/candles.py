@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
 from trainables.errors import DataError
 
 #: The folder of embedded candles shipped with the project (Binance spot, see data/README.md).
@@ -38,11 +39,6 @@ TIMEFRAMES: dict[str, pd.Timedelta] = {
 }
 
 COLUMNS: tuple[str, ...] = ("timestamp", "open", "high", "low", "close", "volume")
-PRICE_COLUMNS: tuple[str, ...] = ("open", "high", "low", "close")
-
-# First data row of a CSV is line 2 (line 1 is the header); messages use file lines so a
-# user can jump straight to them in an editor.
-_FIRST_LINE = 2
 
 
 @dataclass(frozen=True)
@@ -102,6 +98,25 @@ def candle_file(directory: Path, asset: str, timeframe: str) -> Path | None:
     return None
 
 
+def candle_source(directory: Path, asset: str, timeframe: str) -> tuple[Path, str] | None:
+    """The file that serves (asset, timeframe): a native file, else the finest native divisor.
+
+    The one copy of that rule: :func:`load_candles` reads what this returns, and the spec
+    checks (``search_spaces.schema.inventory``) count candles from it.
+
+    Returns:
+        ``(file, its native timeframe)``, or None when no file can serve the timeframe.
+    """
+    target = TIMEFRAMES[timeframe]
+    finer = sorted((tf for tf, d in TIMEFRAMES.items() if d < target and target % d == pd.Timedelta(0)),
+                   key=TIMEFRAMES.__getitem__)
+    for tf in [timeframe, *finer]:
+        f = candle_file(directory, asset, tf)
+        if f is not None:
+            return f, tf
+    return None
+
+
 def available(directory: Path | None = None) -> dict[str, list[str]]:
     """Assets → native timeframes found in ``directory`` (default: the embedded set)."""
     directory = Path(directory) if directory else EMBEDDED_DIR
@@ -141,10 +156,6 @@ def _read_raw(path: Path) -> pd.DataFrame:
         raise DataError(f"{path}: not a valid CSV ({str(e).splitlines()[0]})") from None
 
 
-def _line(i: int) -> int:
-    return int(i) + _FIRST_LINE
-
-
 def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None = None,
                      *, now: pd.Timestamp | None = None) -> pd.DataFrame:
     """Parse and check a raw string frame; return typed candles indexed 0..n-1.
@@ -174,31 +185,7 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
     if raw.empty:
         raise DataError(f"{path}: file has a header but no candles")
 
-    ts_str = raw["timestamp"]
-    # Fast path: the canonical format (what we ship and what `data fetch` writes) parses
-    # ~10x faster with an explicit format, and implies UTC ('Z'). Only when it fails do we
-    # pay for the general parser and the per-row checks that name the offending line.
-    ts = pd.to_datetime(ts_str, utc=True, errors="coerce", format="%Y-%m-%dT%H:%M:%SZ")
-    if ts.isna().any():
-        ts_str = ts_str.str.strip()
-        offset = ts_str.str.extract(r"([+-]\d\d:?\d\d)$", expand=False)
-        bad_tz = offset.notna() & ~offset.isin(["+00:00", "+0000", "-00:00"])
-        if bad_tz.any():
-            i = int(np.flatnonzero(bad_tz.to_numpy())[0])
-            raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]!r} is not UTC; "
-                            "write every timestamp in UTC ('...Z')")
-        ts = pd.to_datetime(ts_str, utc=True, errors="coerce", format="ISO8601")
-    if ts.isna().any():
-        i = int(np.flatnonzero(ts.isna().to_numpy())[0])
-        raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]!r} is not an ISO-8601 "
-                        "date-time; use e.g. 2024-01-31T00:00:00Z")
-    # Out-of-range years (a typo like 2999) must be a DataError, not an overflow later.
-    now = now if now is not None else pd.Timestamp.now(tz="UTC")
-    for mask, rule in ((ts > now, f"is in the future (now {now:%Y-%m-%dT%H:%MZ}); check the time zone or the clock"),
-                       (ts < pd.Timestamp("1970-01-01", tz="UTC"), "is before 1970; check the year")):
-        if mask.any():
-            i = int(np.flatnonzero(mask.to_numpy())[0])
-            raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]} {rule}")
+    ts_str, ts = parse_utc(path, raw["timestamp"], zone_required=False, example="2024-01-31T00:00:00Z", now=now)
 
     values = {}
     for c in COLUMNS[1:]:
@@ -208,7 +195,7 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: line {_line(i)}: {c} {col.iloc[i]!r} is not a finite number; "
+            raise DataError(f"{path}: line {line_of(i)}: {c} {col.iloc[i]!r} is not a finite number; "
                             "missing candles must be left out, not written as empty/NaN")
         values[c] = arr
 
@@ -224,45 +211,16 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
     for mask, rule, got in checks:
         if mask.any():
             i = int(np.flatnonzero(mask)[0])
-            raise DataError(f"{path}: line {_line(i)}: {rule}; got {got(i)}")
+            raise DataError(f"{path}: line {line_of(i)}: {rule}; got {got(i)}")
 
     ns = check_increasing(path, ts_str, ts, what="candle")
     if timeframe is not None:
-        step = TIMEFRAMES[timeframe].value
-        mis = ns % step != 0
-        if mis.any():
-            i = int(np.flatnonzero(mis)[0])
-            raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]} is not aligned to "
-                            f"{timeframe} candles; timestamps are candle open times")
+        check_aligned(path, ts_str, ns, TIMEFRAMES[timeframe],
+                      to=f"{timeframe} candles; timestamps are candle open times")
     out = pd.DataFrame({"timestamp": ts.reset_index(drop=True)})
     for k in COLUMNS[1:]:
         out[k] = values[k]
     return out
-
-
-def check_increasing(path: Path | str, ts_str: pd.Series, ts: pd.Series, *, what: str) -> np.ndarray:
-    """Require strictly increasing timestamps; return them as int64 ns.
-
-    Args:
-        path: the file, for messages.
-        ts_str: the timestamps as written (quoted in messages).
-        ts: the parsed timestamps.
-        what: what one row is ("candle", "period"), for messages.
-
-    Raises:
-        DataError: a duplicate or an out-of-order row, naming its line.
-    """
-    ns = ts.dt.as_unit("ns").astype("int64").to_numpy()
-    d = np.diff(ns)
-    if (d == 0).any():
-        i = int(np.flatnonzero(d == 0)[0]) + 1
-        raise DataError(f"{path}: line {_line(i)}: duplicate timestamp {ts_str.iloc[i]}; "
-                        f"each {what} must appear once")
-    if (d < 0).any():
-        i = int(np.flatnonzero(d < 0)[0]) + 1
-        raise DataError(f"{path}: line {_line(i)}: timestamp {ts_str.iloc[i]} is earlier than the "
-                        f"line before ({ts_str.iloc[i - 1]}); sort the file by timestamp")
-    return ns
 
 
 def read_candles(path: Path | str, timeframe: str | None = None) -> pd.DataFrame:
@@ -400,13 +358,9 @@ def load_candles(asset: str, timeframe: str, *, path: Path | str | None = None) 
         raise DataError(f"timeframe {timeframe!r} is not supported; allowed: {', '.join(TIMEFRAMES)}")
     if not directory.is_dir():
         raise DataError(f"{directory}: data folder does not exist")
-    target = TIMEFRAMES[timeframe]
-    candidates = [timeframe] + [tf for tf in sorted(TIMEFRAMES, key=TIMEFRAMES.__getitem__)
-                                if TIMEFRAMES[tf] < target and target % TIMEFRAMES[tf] == pd.Timedelta(0)]
-    for tf in candidates:
-        f = candle_file(directory, asset, tf)
-        if f is None:
-            continue
+    src = candle_source(directory, asset, timeframe)
+    if src is not None:
+        f, tf = src
         frame = _load_cached(str(f.resolve()), f.stat().st_mtime, tf)
         resampled = None
         if tf != timeframe:

@@ -143,7 +143,7 @@ def garch_forecast(p: Prepared, *, scale: float = GARCH_SCALE) -> tuple[np.ndarr
         ``(forecast per row (NaN for row 0), {"mu", "omega", "alpha", "beta"})`` with the
         parameters in the units of returns × ``scale``.
     """
-    from arch import arch_model
+    from arch import arch_model  # lazy: ~2 s to import; only volatility targets fit GARCH
 
     if TARGETS[p.target].kind != "volatility":
         raise ValueError(f"GARCH forecasts a volatility target, not {p.target!r}")

@@ -162,8 +162,6 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
             "data, a shorter lookback or a shorter horizon")
     n_s = len(samples)
     if split.val_start is not None and split.test_start is not None:
-        import pandas as pd
-
         cut = [pd.Timestamp(x, tz="UTC").value for x in (split.val_start, split.test_start)]
         a, b = (int(np.searchsorted(ts[samples], c, side="left")) for c in cut)
     else:

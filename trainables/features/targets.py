@@ -45,6 +45,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from trainables.data.candles import TIMEFRAMES
 from trainables.errors import TunefactoryError
 
 #: Hourly periods in a year; crypto trades around the clock.
@@ -119,8 +120,6 @@ def candle_realised_variance(ctx: TargetContext) -> tuple[np.ndarray, np.ndarray
     Raises:
         TunefactoryError: no timestamps/timeframe, or no 1h candles for a coarser series.
     """
-    from trainables.data.candles import TIMEFRAMES
-
     if ctx.timestamps is None or ctx.timeframe is None:
         raise TunefactoryError("volatility targets need the candles' timestamps and timeframe")
     step = int(TIMEFRAMES[ctx.timeframe].value)
@@ -153,8 +152,6 @@ def candle_realised_variance(ctx: TargetContext) -> tuple[np.ndarray, np.ndarray
 
 def _window_vol(ctx: TargetContext, *, ahead: bool) -> np.ndarray:
     """Annualised realised volatility over candles ``t+1..t+h`` (ahead) or ``t-h+1..t``."""
-    from trainables.data.candles import TIMEFRAMES
-
     h = int(ctx.horizon)
     step = int(TIMEFRAMES[str(ctx.timeframe)].value)
     k = step // _HOUR_NS

@@ -1,18 +1,27 @@
-"""The one place that touches the volatile Ray Tune / Keras reporting APIs.
+"""The Keras/TensorFlow seam: the one module of a trial that imports them or touches their state.
 
-Ray moved ``report`` between ``ray.air.session``, ``ray.train`` and ``ray.tune`` across
-2.x releases (in 2.60 ``ray.train.report`` raises inside Tune function trainables), and
-Keras 3 changed callback and weight-restoring semantics. Everything else in tunefactory
-calls :func:`report`, :func:`in_tune` and :class:`EpochReporter` only.
+Keras 3 changed callback and weight-restoring semantics, and the per-trial clean-up of a
+reused worker reaches into private TensorFlow state, so everything a trial does with
+Keras or TensorFlow is here, behind a few calls, and :mod:`trainables.trial.fit` (the
+trial's orchestration: windows, scaler, scores, artifacts) imports neither:
+
+* once per process: :func:`configure_tensorflow` (thread pools, GPU memory cap);
+* per trial: :func:`new_session` (clear the last trial's state, seed), :func:`compile_model`
+  (optimizer and loss exactly as configured), :class:`EpochReporter` and :func:`train`
+  (early stopping on validation RMSE, one row per epoch to a caller's sink), :class:`Forward`
+  (the traced inference pass), :func:`save_model`;
+* outside a trial: :func:`load_model` and :func:`predict_eager` (forecasts from a saved model).
 
 Keras is imported on first use of a Keras-facing name, not with this module: the sweep
-driver imports :func:`bounded_trainable` from here, and importing TensorFlow there cost
-~3 s of CPU on a 2-core machine while the workers were importing it themselves.
+driver imports the trial modules to hand the trainable to Ray, and importing TensorFlow
+there cost ~3 s of CPU on a 2-core machine while the workers were importing it themselves.
 """
 
 from __future__ import annotations
 
+import gc
 import math
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -20,33 +29,208 @@ from typing import Any
 
 import numpy as np
 
+from trainables.errors import RunError
+from trainables.trial.config import TrialConfig
+
+#: Receives one result row per epoch (Tune's report in a sweep, a list's append in a test).
+Sink = Callable[[dict[str, Any]], None]
+
 
 class TrialDiverged(RuntimeError):
     """The training loss became NaN/inf; the trial is recorded as failed with this reason."""
 
 
-def in_tune() -> bool:
-    """True inside a Ray Tune trial (so the same code also runs in a plain process)."""
-    try:
-        from ray.tune import get_context
-
-        return get_context().get_trial_id() is not None
-    except Exception:
-        return False
+# ----------------------------------------------------------------------------- once per process
+_TF_THREADS: int | None = None
 
 
-def report(metrics: dict[str, Any], *, checkpoint_dir: Path | None = None) -> None:
-    """Report one result row (and optionally a checkpoint folder) to Tune; no-op outside Tune."""
-    if not in_tune():
+def configure_tensorflow(threads: int, *, gpu_share: float = 0.0) -> None:
+    """Size TF's thread pools once per process (they cannot change after TF runs an op).
+
+    Two trials with one thread each beat one trial with two threads on small models, so a
+    trial gets as many threads as CPUs it reserved, not the whole machine.
+
+    Args:
+        threads: intra- and inter-op threads.
+        gpu_share: GPUs reserved for this process (0.25 when four trials share a card); the
+            GPU memory cap is this share of the card (see :func:`gpu_memory_limit_mb`).
+    """
+    global _TF_THREADS
+    if _TF_THREADS is not None:
         return
-    from ray import tune
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import tensorflow as tf
 
-    ckpt = tune.Checkpoint.from_directory(str(checkpoint_dir)) if checkpoint_dir else None
-    # Every row says how large the worker is, so the driver can retire it whenever the
-    # trial ends (finished, or cut by ASHA after any epoch): see bounded_trainable.
-    tune.report({**metrics, "worker_rss_mb": worker_rss_mb()}, checkpoint=ckpt)
+    # Each trial builds new models, so TF's "N out of the last M calls triggered
+    # retracing" warning fires in every reused worker; it is expected here, not a bug.
+    tf.get_logger().setLevel("ERROR")
+    try:
+        tf.config.threading.set_intra_op_parallelism_threads(threads)
+        tf.config.threading.set_inter_op_parallelism_threads(threads)
+    except RuntimeError:
+        pass  # TF already initialised in this process (e.g. by a test); keep its pools
+    gpus = tf.config.list_physical_devices("GPU")
+    cap = gpu_memory_limit_mb(gpu_share, _gpu_total_mb()) if gpus else None
+    for gpu in gpus:
+        # Several trials share one GPU (resources.gpus < 1): cap each at its share of the
+        # card, or at least grow on demand instead of grabbing it all. Both must be set
+        # before TF first uses the GPU; TF_FORCE_GPU_ALLOW_GROWTH in the worker env covers
+        # code that touches it earlier.
+        try:
+            if cap:
+                tf.config.set_logical_device_configuration(
+                    gpu, [tf.config.LogicalDeviceConfiguration(memory_limit=cap)])
+            else:
+                tf.config.experimental.set_memory_growth(gpu, True)
+        except (RuntimeError, ValueError):
+            pass  # already initialised in this process; keep its settings
+    _TF_THREADS = threads
 
 
+def gpu_memory_limit_mb(share: float, total_mb: float | None, *, reserve_mb: int = 512) -> int | None:
+    """Per-trial GPU memory cap: the trial's share of the card less a CUDA-context reserve.
+
+    None (grow on demand instead) for a whole GPU or more, no GPU, or an unknown card size.
+    ``TUNEFACTORY_GPU_MEMORY_MB`` overrides the computed cap.
+    """
+    forced = os.environ.get("TUNEFACTORY_GPU_MEMORY_MB")
+    if forced:
+        return int(float(forced))
+    if not total_mb or share <= 0 or share >= 1:
+        return None
+    return max(256, int(total_mb * share) - reserve_mb)
+
+
+def _gpu_total_mb() -> float | None:
+    """Memory of the first visible GPU in MB (``nvidia-smi``), None when unknown."""
+    import shutil
+    import subprocess
+
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    visible = os.environ.get("CUDA_VISIBLE_DEVICES", "0").split(",")[0].strip() or "0"
+    try:
+        out = subprocess.run([smi, "--query-gpu=memory.total", "--format=csv,noheader,nounits", "-i", visible],
+                             capture_output=True, text=True, timeout=10, check=True).stdout
+        return float(out.strip().splitlines()[0])
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- per trial
+def new_session(seed: int) -> None:
+    """Drop the previous trial's Keras state (a reused worker runs many) and seed this trial."""
+    import keras
+
+    keras.backend.clear_session(free_memory=False)
+    _forget_custom_gradients()
+    _collect_garbage()
+    keras.utils.set_random_seed(seed)
+
+
+def _forget_custom_gradients() -> None:
+    """Drop the gradient functions earlier trials' traces registered process-wide.
+
+    Keras' train step all-reduces the loss through TF's default distribution strategy,
+    which registers a ``CustomGradient-N`` function in TF's global gradient registry at
+    every trace, and never removes it. Each one closes over tensors of its trace, so it
+    keeps that trial's whole graph alive: ~6 MB and ~10k Python objects per trial in a
+    reused worker, which also made every later garbage collection slower. The functions
+    are only looked up while their own graph is being differentiated, at trace time, so
+    once that trial is over they can go. (Private TF state: skipped if it moves.)
+    """
+    try:
+        from tensorflow.python.framework import ops as tf_ops
+
+        registry = tf_ops.gradient_registry._registry
+    except (ImportError, AttributeError):
+        return
+    for name in [k for k in registry if k.startswith("CustomGradient-")]:
+        del registry[name]
+
+
+_FROZEN = False
+
+
+def _collect_garbage() -> None:
+    """Free the previous trial's Keras graph cycles, cheaply.
+
+    A full ``gc.collect()`` walks every object TensorFlow and Keras ever made (~0.2 s here,
+    twice per trial before this). The first call freezes what survives it (imports, the
+    dataset, thread pools: objects that live as long as the worker) into the permanent
+    generation, so later collections walk only what trials made since.
+    """
+    global _FROZEN
+    gc.collect()
+    if not _FROZEN:
+        gc.freeze()
+        _FROZEN = True
+
+
+def build_optimizer(name: str, *, learning_rate: float, weight_decay: float) -> Any:
+    """The Keras optimizer ``name``, applying exactly the configured weight decay.
+
+    Keras 3 applies weight decay the same (decoupled) way in every optimizer; 0 means none
+    (``None`` for Keras, except AdamW, which insists on a float and decays by 0 × w).
+
+    Args:
+        name: ``adam``, ``adamw``, ``sgd`` (momentum 0.9) or ``rmsprop``.
+        learning_rate: step size.
+        weight_decay: decay rate; 0 = none.
+
+    Raises:
+        RunError: an unknown optimizer name.
+    """
+    import keras
+
+    opts = {"adam": keras.optimizers.Adam, "adamw": keras.optimizers.AdamW,
+            "sgd": keras.optimizers.SGD, "rmsprop": keras.optimizers.RMSprop}
+    if name not in opts:
+        raise RunError(f"trial config: unknown optimizer {name!r}; use one of {', '.join(opts)}")
+    kw: dict[str, Any] = {"momentum": 0.9} if name == "sgd" else {}
+    decay = float(weight_decay) if name == "adamw" else (float(weight_decay) or None)
+    return opts[name](learning_rate=learning_rate, weight_decay=decay, **kw)
+
+
+def build_loss(name: str) -> Any:
+    """The Keras loss ``name`` (``mse``, ``mae`` or ``huber``).
+
+    Raises:
+        RunError: an unknown loss name.
+    """
+    import keras
+
+    losses = {"mse": keras.losses.MeanSquaredError, "mae": keras.losses.MeanAbsoluteError,
+              "huber": keras.losses.Huber}
+    if name not in losses:
+        raise RunError(f"trial config: unknown loss {name!r}; use one of {', '.join(losses)}")
+    return losses[name]()
+
+
+def compile_model(model: Any, config: TrialConfig) -> Any:
+    """Compile ``model`` with the trial's optimizer, loss and step settings; return it."""
+    model.compile(
+        optimizer=build_optimizer(config.optimizer, learning_rate=config.learning_rate,
+                                  weight_decay=config.weight_decay),
+        loss=build_loss(config.loss),
+        steps_per_execution=config.steps_per_execution,
+        jit_compile=config.jit_compile,
+    )
+    # Keras (TF backend, no distribution strategy) defers creating the optimizer's slot
+    # variables to the first trace of the train step; TF must then trace that step a second
+    # time without variable creation. Creating them now halves the per-model tracing cost.
+    model.optimizer.build(model.trainable_variables)
+    return model
+
+
+def train(model: Any, x: np.ndarray, y: np.ndarray, *, reporter: Any, batch_size: int, epochs: int) -> None:
+    """Fit ``model`` with ``reporter`` (an :class:`EpochReporter`), then restore its best epoch."""
+    model.fit(x, y, batch_size=batch_size, epochs=epochs, callbacks=[reporter], verbose=0, shuffle=True)
+    reporter.restore_best()
+
+
+# ----------------------------------------------------------------------------- inference and files
 def predict_eager(model: Any, x: np.ndarray, *, batch: int = 8192) -> np.ndarray:
     """Eager forward pass: no graph to trace, for a one-off prediction (e.g. a forecast)."""
     outs = [np.asarray(model(x[i:i + batch], training=False))[:, 0] for i in range(0, len(x), batch)]
@@ -81,6 +265,22 @@ class Forward:
         return np.concatenate(outs) if outs else np.zeros(0, np.float32)
 
 
+def save_model(model: Any, path: Path) -> None:
+    """Write ``model`` to ``path`` (a ``.keras`` file) for :func:`load_model`."""
+    model.save(path)
+
+
+def load_model(path: Path) -> Any:
+    """A model saved by :func:`save_model`, uncompiled (for inference), custom layers included."""
+    import keras
+
+    # Lazy: it imports Keras (~3 s); importing it registers the custom layers a model may use.
+    import trainables.models.attention  # noqa: F401
+
+    return keras.models.load_model(path, compile=False)
+
+
+# ----------------------------------------------------------------------------- the epoch callback
 _EPOCH_REPORTER: type | None = None
 
 
@@ -105,7 +305,7 @@ def _epoch_reporter_class() -> type:
             y_std: label scale; the Keras metric is RMSE on standardised labels.
             persistence_rmse: validation RMSE of the persistence forecast (target units).
             patience: epochs without improvement before stopping (0 = never stop early).
-            sink: called with each epoch's row (default: :func:`report`).
+            sink: called with each epoch's row (in a sweep: Tune's report).
             validation: ``(x, y)`` standardised validation windows and labels. Scored here with
                 :class:`Forward` rather than Keras' ``validation_data``, which would trace a
                 test step (loss, metrics, iterator loop) per model: ~1 s of fixed cost per trial.
@@ -113,8 +313,7 @@ def _epoch_reporter_class() -> type:
         """
 
         def __init__(self, *, y_std: float, persistence_rmse: float, patience: int,
-                     validation: tuple[np.ndarray, np.ndarray],
-                     sink: Callable[[dict[str, Any]], None] | None = None,
+                     validation: tuple[np.ndarray, np.ndarray], sink: Sink,
                      forward: Callable[[np.ndarray], np.ndarray] | None = None) -> None:
             super().__init__()
             self.x_val, self.y_val = validation
@@ -122,7 +321,7 @@ def _epoch_reporter_class() -> type:
             self.y_std = y_std
             self.persistence_rmse = persistence_rmse
             self.patience = patience
-            self.sink = sink or (lambda row: report(row))
+            self.sink = sink
             self.best = math.inf
             self.best_epoch = 0
             self.best_weights: list[np.ndarray] | None = None
@@ -173,62 +372,3 @@ def __getattr__(name: str) -> Any:
     if name == "EpochReporter":
         return _epoch_reporter_class()
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-#: Retirement limit read by the patched Tune controller (see :func:`bounded_trainable`).
-_RSS_LIMIT_MB: list[float] = [math.inf]
-
-
-def worker_rss_mb() -> float:
-    """Peak resident memory of this process in MB (stdlib only; works in any worker)."""
-    import resource
-    import sys
-
-    peak = float(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
-    return peak / 2**20 if sys.platform == "darwin" else peak / 1024  # bytes on macOS, KiB on Linux
-
-
-def bounded_trainable(fn: Callable[..., Any], *, max_rss_mb: float) -> Callable[..., Any]:
-    """Let Tune reuse workers for ``fn``, but retire a worker once it has grown too large.
-
-    With ``reuse_actors=True`` one worker process runs many trials, which removes the
-    per-trial cost of a new process and a TensorFlow import (~3 s). A worker that still
-    grows (a large model's allocator high-water mark, TensorFlow state kept between
-    trials) must not grow without bound over a 10,000-trial sweep. Every row :func:`report`
-    sends carries ``worker_rss_mb``; when a trial ends with its worker above ``max_rss_mb``,
-    Tune is told not to keep that worker for the next trial, so it stops it and starts a
-    fresh one. The obvious hook, ``reset_config`` returning False, does not do this in Ray 2.60:
-    Tune then fails the *next* trial ("Could not re-use actor") and the sweep hangs.
-
-    Tune has no public switch for this, so the one private method that decides whether
-    to cache a finished trial's worker (``TuneController._maybe_cache_trial_actor``) is
-    wrapped; if a Ray upgrade removes it, workers are simply never retired (with a warning).
-
-    Args:
-        fn: the (``tune.with_parameters``-wrapped) function trainable.
-        max_rss_mb: peak resident-set size (MB) above which a worker is retired.
-
-    Returns:
-        ``fn``, to hand to ``Tuner`` (the retirement rule lives in the driver process).
-    """
-    import warnings
-
-    from ray.tune.execution import tune_controller
-
-    _RSS_LIMIT_MB[0] = max_rss_mb
-    cls: Any = tune_controller.TuneController
-    original = getattr(cls, "_maybe_cache_trial_actor", None)
-    if original is None:
-        warnings.warn("this Ray version has no TuneController._maybe_cache_trial_actor: reused workers "
-                      "will not be retired when they grow large", RuntimeWarning, stacklevel=2)
-        return fn
-    if not getattr(original, "_tunefactory_retires", False):
-        def maybe_cache(self: Any, trial: Any) -> bool:
-            rss = (getattr(trial, "last_result", None) or {}).get("worker_rss_mb")
-            if rss is not None and float(rss) > _RSS_LIMIT_MB[0]:
-                return False  # not cached: Tune stops this worker and starts a new one
-            return bool(original(self, trial))
-
-        maybe_cache._tunefactory_retires = True  # type: ignore[attr-defined]
-        cls._maybe_cache_trial_actor = maybe_cache
-    return fn

@@ -1,8 +1,9 @@
-"""Candle loader: real embedded files load; each bad-file case gets its one-line message."""
+"""Candle loader: real embedded files load; each bad-file case gets its one-line message; resampling."""
 
 from __future__ import annotations
 
 import gzip
+import re
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ import pytest
 from trainables.data.candles import (
     EMBEDDED_DIR,
     available,
+    fill_gaps,
     gap_report,
     incomplete_buckets,
     load_candles,
@@ -150,8 +152,6 @@ def test_embedded_dir_is_inside_the_project() -> None:
 
 
 def test_fill_gaps_fills_short_holes_with_flat_candles_only() -> None:
-    from trainables.data.candles import fill_gaps
-
     ts = pd.to_datetime(["2024-01-01T00:00Z", "2024-01-01T01:00Z", "2024-01-01T04:00Z", "2024-01-01T10:00Z"])
     f = pd.DataFrame({"timestamp": ts, "open": [1.0, 2, 3, 4], "high": [1.0, 2, 3, 4], "low": [1.0, 2, 3, 4],
                       "close": [1.5, 2.5, 3.5, 4.5], "volume": [1.0, 1, 1, 1]})
@@ -175,3 +175,83 @@ def test_ffill_policy_keeps_more_hourly_samples_than_drop_windows(tmp_path: Path
     assert drop.gaps_dropped > 0 and ffill.meta["filled_candles"] > 0
     assert len(ffill.train_idx) + len(ffill.val_idx) + len(ffill.test_idx) > \
         len(drop.train_idx) + len(drop.val_idx) + len(drop.test_idx)
+
+
+# --------------------------------------------------------------------------- malformed files (bytes)
+
+H = b"timestamp,open,high,low,close,volume\n"
+R1 = b"2021-01-01T00:00:00Z,10,12,9,11,5\n"
+R2 = b"2021-01-01T01:00:00Z,11,13,10,12,6\n"
+R3 = b"2021-01-01T02:00:00Z,12,14,11,13,7\n"
+GOOD_BYTES = H + R1 + R2 + R3  # GOOD (rows as text) is taken above
+
+# (id, file bytes, gz?, pattern after the path). Every pattern names the line and the rule
+# where trainables.data.candles reports a line; the header/empty/gzip/encoding messages of
+# trainables.data.candles carry no line number (see the report), so those match the rule only.
+CANDLE_CASES = [
+    ("unsorted", H + R1 + R3 + R2, False, r"line 4: timestamp 2021-01-01T01:00:00Z is earlier than the line "
+                                          r"before .*sort the file"),
+    ("duplicate", H + R1 + R2 + R2, False, r"line 4: duplicate timestamp 2021-01-01T01:00:00Z"),
+    ("nan", H + R1 + b"2021-01-01T01:00:00Z,11,13,10,NaN,6\n", False,
+     r"line 3: close 'NaN' is not a finite number"),
+    ("negative_price", H + R1 + b"2021-01-01T01:00:00Z,-11,13,10,12,6\n", False, r"line 3: prices must be > 0"),
+    ("high_below_low", H + R1 + b"2021-01-01T01:00:00Z,11,9,10,12,6\n", False, r"line 3: high must be >= low"),
+    ("mixed_time_zones", H + R1 + b"2021-01-01T03:00:00+02:00,11,13,10,12,6\n", False,
+     r"line 3: timestamp '2021-01-01T03:00:00\+02:00' is not UTC"),
+    ("wrong_columns", b"time,open,high,low,close,vol\n" + R1, False, r"header: expected columns "
+                                                                    r"timestamp,open,high,low,close,volume"),
+    ("empty", b"", False, r"file is empty"),
+    ("truncated_gzip", gzip.compress(GOOD_BYTES * 300)[:-40], True, r"gzip stream is truncated or corrupt"),
+    ("non_utf8", H + R1 + b"2021-01-01T01:00:00Z,11,13,10,12,6\xff\n", False, r"byte \d+: not UTF-8 text"),
+    ("wrong_delimiter", GOOD_BYTES.replace(b",", b";"), False, r"header: .*is the delimiter a comma\?"),
+    ("future", H + R1 + b"2099-01-01T01:00:00Z,11,13,10,12,6\n", False, r"line 3: timestamp 2099-01-01T01:00:00Z "
+                                                                       r"is in the future"),
+    ("misaligned", H + R1 + b"2021-01-01T01:30:00Z,11,13,10,12,6\n", False, r"line 3: .* not aligned to 1h"),
+]
+
+
+@pytest.mark.parametrize(("case", "data", "gz", "pattern"), CANDLE_CASES, ids=[c[0] for c in CANDLE_CASES])
+def test_malformed_candle_files_are_rejected(tmp_path: Path, case: str, data: bytes, gz: bool,
+                                             pattern: str) -> None:
+    path = tmp_path / f"BTC-USDT_1h.csv{'.gz' if gz else ''}"
+    path.write_bytes(data)
+    with pytest.raises(DataError, match=re.escape(str(path)) + ": " + pattern) as e:
+        read_candles(path)
+    assert "\n" not in str(e.value)
+
+
+def test_candle_file_far_future_year_is_a_data_error(tmp_path: Path) -> None:
+    path = tmp_path / "BTC-USDT_1h.csv"
+    path.write_bytes(H + R1 + b"2999-01-01T01:00:00Z,11,13,10,12,6\n")
+    with pytest.raises(DataError, match=r"line 3: .*in the future"):
+        read_candles(path)
+
+
+# --------------------------------------------------------------------------- resampling
+
+
+@pytest.mark.parametrize("asset", sorted(available()))
+def test_resampled_1h_equals_native_1d(asset: str) -> None:
+    """Summing the embedded 1h candles to days reproduces the embedded 1d candles exactly."""
+    h = read_candles(EMBEDDED_DIR / f"{asset}_1h.csv.gz")
+    d = read_candles(EMBEDDED_DIR / f"{asset}_1d.csv").set_index("timestamp")
+    r = resample(h, "1h", "1d").set_index("timestamp")
+    incomplete = incomplete_buckets(h, "1h", "1d")
+    # Days with missing hours are reported, never compared (resample drops them).
+    assert not r.index.isin(incomplete.index).any()
+    common = r.index.intersection(d.index)
+    listed = ", ".join(f"{ts:%Y-%m-%d} ({n}/24 h)" for ts, n in incomplete.items())
+    assert len(common) == len(r), f"{asset}: resampled days without a native daily candle"
+    minimum = 3000 if asset in ("BTC-USDT", "ETH-USDT") else 1900
+    assert len(common) > minimum, (f"{asset}: only {len(common)} complete days compared; "
+                                   f"{len(incomplete)} days with missing hours: {listed}")
+    a, b = r.loc[common], d.loc[common]
+    for col in ("open", "high", "low", "close"):
+        np.testing.assert_allclose(a[col], b[col], rtol=1e-9, atol=0,
+                                   err_msg=f"{asset} {col}; {len(incomplete)} incomplete days not compared: "
+                                           f"{listed}")
+    np.testing.assert_allclose(a["volume"], b["volume"], rtol=1e-6, atol=1e-9, err_msg=f"{asset} volume")
+    # Every native day is either compared or listed as incomplete in the 1h data.
+    h_days = h["timestamp"].dt.floor("1D").unique()
+    missing = d.index[d.index.isin(h_days) & ~d.index.isin(common)]
+    assert set(missing) <= set(incomplete.index), f"{asset}: days neither compared nor reported: {missing[:5]}"

@@ -178,7 +178,7 @@ def _config(family: str, model: dict[str, Any], columns: list[str]) -> dict[str,
 
 
 def test_same_config_and_seed_give_the_same_validation_rmse(btc_daily: Candles) -> None:
-    from trainables.trial.fit import fit_trial
+    from trainables.trial.fit import fit_trial  # lazy: imports TensorFlow (seconds); only these tests train
 
     pool = [make_member("log_return"), make_member("rsi"), make_member("hl_spread")]
     p = prepare(btc_daily, pool, max_lookback=8)
@@ -192,7 +192,7 @@ def test_same_config_and_seed_give_the_same_validation_rmse(btc_daily: Candles) 
 
 
 def test_fit_trial_on_volatility_reports_spike_metrics(btc_daily: Candles) -> None:
-    from trainables.trial.fit import fit_trial
+    from trainables.trial.fit import fit_trial  # lazy: imports TensorFlow (seconds); only these tests train
 
     hourly = load_candles("BTC-USDT", "1h").frame
     p = prepare(btc_daily, [make_member("log_return"), make_member("realized_vol")], target="volatility",

@@ -9,6 +9,7 @@ import pandas as pd
 import pytest
 
 from trainables.data.candles import Candles, GapReport, load_candles
+from trainables.errors import TunefactoryError
 from trainables.features.dataset import Split, fit_scaler, labels, prepare, windows
 from trainables.features.indicators import INDICATORS, compute_features, make_member
 
@@ -144,7 +145,5 @@ def test_windows_never_span_a_gap() -> None:
 
 
 def test_too_short_data_is_a_clear_error() -> None:
-    from trainables.errors import TunefactoryError
-
     with pytest.raises(TunefactoryError, match=r"only \d+ usable samples .* need at least 30"):
         prepare(_candles(frame()), [make_member("log_return")], max_lookback=2)

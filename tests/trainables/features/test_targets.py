@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from trainables.data.candles import Candles, GapReport, load_candles
+from trainables.data.candles import Candles, GapReport, load_candles, resample
 from trainables.errors import TunefactoryError
 from trainables.evaluation.scores import directional_accuracy, mape, scores, span_scores, spike_metrics
 from trainables.features.dataset import Split, prepare
@@ -153,8 +153,6 @@ def test_daily_volatility_matches_a_direct_pandas_computation_on_real_candles() 
 
 
 def _synthetic_candles(days: int, seed: int = 0) -> tuple[Candles, pd.DataFrame]:
-    from trainables.data.candles import resample
-
     rng = np.random.default_rng(seed)
     n = days * 24
     close = 100 * np.exp(np.cumsum(rng.normal(0, 0.01, n)))

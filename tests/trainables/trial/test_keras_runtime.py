@@ -1,48 +1,11 @@
-"""The Ray/Keras reporting layer: worker retirement, the traced inference pass, lazy Keras."""
+"""The Keras/TF seam: the traced inference pass, optimizers as configured, lazy Keras, reused workers."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
-
-
-def _pid_trial(config: dict[str, Any]) -> None:
-    from trainables.trial.keras_runtime import report
-
-    report({"score": float(config["a"]), "pid": os.getpid()})
-
-
-def _sweep_pids(tmp_path: Path, max_rss_mb: float) -> list[tuple[int, str]]:
-    from ray import tune
-
-    from trainables.trial.keras_runtime import bounded_trainable
-
-    tuner = tune.Tuner(
-        tune.with_resources(bounded_trainable(_pid_trial, max_rss_mb=max_rss_mb), {"cpu": 1}),
-        param_space={"a": tune.grid_search([1, 2, 3, 4])},
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="pids", verbose=0,
-                                  failure_config=tune.FailureConfig(max_failures=0)))
-    results = tuner.fit()
-    return [(int(r.metrics["pid"]), repr(r.error)) for r in results]
-
-
-def test_worker_over_memory_limit_is_replaced_and_no_trial_fails(tmp_path: Path, ray_local: None) -> None:
-    # Limit 1 MB: every worker is over it after its first trial, so each trial gets a fresh
-    # process, and all four still finish (Ray's reset_config=False route failed them).
-    out = _sweep_pids(tmp_path, max_rss_mb=1.0)
-    assert [err for _, err in out] == ["None"] * 4
-    assert len({pid for pid, _ in out}) == 4
-
-
-def test_worker_under_memory_limit_is_reused(tmp_path: Path, ray_local: None) -> None:
-    out = _sweep_pids(tmp_path, max_rss_mb=1e9)
-    assert [err for _, err in out] == ["None"] * 4
-    assert len({pid for pid, _ in out}) == 1
 
 
 def test_forward_traces_once_and_matches_eager() -> None:
@@ -60,12 +23,12 @@ def test_forward_traces_once_and_matches_eager() -> None:
 
 
 def test_reporting_module_does_not_import_tensorflow() -> None:
-    # The sweep driver imports bounded_trainable from here; TensorFlow in the driver cost
-    # ~3 s of CPU while the workers imported it too.
+    # The sweep driver imports the trial modules (through cluster.tune_trial); TensorFlow in
+    # the driver cost ~3 s of CPU while the workers imported it too.
     import subprocess
     import sys
 
-    code = ("import sys; import trainables.trial.keras_runtime as r; r.bounded_trainable; "
+    code = ("import sys; import trainables.trial.keras_runtime as r, trainables.trial.fit; r.configure_tensorflow; "
             "print('tensorflow' in sys.modules, 'keras' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
@@ -105,49 +68,29 @@ def test_reused_process_does_not_keep_earlier_trials_graphs() -> None:
     assert live_train_graphs() <= 1
 
 
-def test_checkpoint_staging_dir_is_emptied_and_dead_workers_folders_removed(tmp_path: Path) -> None:
-    import subprocess
-    import sys
+@pytest.mark.parametrize("name", ["adam", "adamw", "sgd", "rmsprop"])
+@pytest.mark.parametrize("weight_decay", [0.0, 1e-4])
+def test_every_optimizer_applies_exactly_the_configured_weight_decay(name: str, weight_decay: float) -> None:
+    # AdamW used to train with 0.004 when 0 was recorded, and SGD/RMSprop ignored it.
+    from trainables.models.families import build_model
+    from trainables.trial.config import TrialConfig
+    from trainables.trial.keras_runtime import build_optimizer, compile_model
 
-    from trainables.trial.fit import checkpoint_staging_dir
-
-    first = checkpoint_staging_dir(tmp_path)
-    (first / "model.keras").write_text("old trial")
-    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
-                          text=True, check=True).stdout.strip()
-    stale = first.parent / f"worker-{dead}"
-    stale.mkdir()
-    (stale / "model.keras").write_text("left by a killed worker")
-
-    again = checkpoint_staging_dir(tmp_path)
-    assert again == first and list(again.iterdir()) == []  # same folder, emptied for the next trial
-    assert not stale.exists()
-
-
-def _slow_to_stop_trial(config: dict[str, Any]) -> None:
-    import time
-
-    from trainables.trial.keras_runtime import report
-
-    try:
-        for i in range(5):
-            report({"it": i + 1, "pid": os.getpid()})
-    finally:
-        time.sleep(3)  # the trial's thread takes a while to end once Tune stops it
+    opt = build_optimizer(name, learning_rate=3e-3, weight_decay=weight_decay)
+    assert (opt.weight_decay or 0.0) == pytest.approx(weight_decay)
+    assert float(np.asarray(opt.learning_rate)) == pytest.approx(3e-3)
+    cfg = TrialConfig(group="BTC-USDT/1d", asset="BTC-USDT", timeframe="1d", seed=0, family="mlp", lookback=3,
+                      columns=("a",), optimizer=name, weight_decay=weight_decay, learning_rate=3e-3)
+    model = compile_model(build_model("mlp", {"units": 2}, lookback=3, n_features=1), cfg)
+    assert type(model.optimizer).__name__.lower() == name
+    assert (model.optimizer.weight_decay or 0.0) == pytest.approx(weight_decay)
 
 
-def test_reused_worker_waits_for_a_slow_stopping_trial(tmp_path: Path, ray_local: None) -> None:
-    # Tune waits TUNE_FUNCTION_THREAD_TIMEOUT_S (default 2 s) for the previous trial's
-    # thread before reusing its worker, then fails the next trial. The sweep's workers get a
-    # longer wait (cluster.sweep.WORKER_ENV), so every trial here still runs, on one worker.
-    from ray import tune
+def test_unknown_optimizer_or_loss_is_an_error_not_adam() -> None:
+    from trainables.errors import RunError
+    from trainables.trial.keras_runtime import build_loss, build_optimizer
 
-    tuner = tune.Tuner(
-        tune.with_resources(_slow_to_stop_trial, {"cpu": 1}),
-        param_space={"a": tune.grid_search([1, 2, 3])},
-        tune_config=tune.TuneConfig(reuse_actors=True, max_concurrent_trials=1),
-        run_config=tune.RunConfig(storage_path=str(tmp_path), name="slow", verbose=0, stop={"it": 1},
-                                  failure_config=tune.FailureConfig(max_failures=0)))
-    results = tuner.fit()
-    assert [repr(r.error) for r in results] == ["None"] * 3
-    assert len({r.metrics["pid"] for r in results}) == 1
+    with pytest.raises(RunError, match="unknown optimizer 'adagrad'"):
+        build_optimizer("adagrad", learning_rate=1e-3, weight_decay=0.0)
+    with pytest.raises(RunError, match="unknown loss 'l1'"):
+        build_loss("l1")

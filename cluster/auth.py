@@ -85,35 +85,3 @@ def enable_token_auth_for_address() -> None:
         return
     if os.environ.get("RAY_AUTH_TOKEN") or os.environ.get("RAY_AUTH_TOKEN_PATH"):
         os.environ["RAY_AUTH_MODE"] = "token"
-
-
-def probe_gcs(address: str, *, timeout: float = 5.0) -> None:
-    """Fail fast, in one line, when a ``HOST:PORT`` Ray address is unreachable or refuses our token.
-
-    ``ray.init`` would retry for a minute and then report only "failed to connect"; a
-    wrong token is worth saying so. Other addresses (``auto``, ``ray://``) are left to Ray.
-
-    Raises:
-        ClusterError: nothing listens there, or the cluster rejected the token.
-    """
-    import socket
-
-    host, sep, port = address.rpartition(":")
-    if not sep or not port.isdigit() or "://" in address:
-        return
-    try:
-        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
-            pass
-    except OSError as e:
-        raise ClusterError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); check the address "
-                           "(the head's GCS port, 6379 by default), or use --address auto inside a cluster") from None
-    import ray
-    from ray._raylet import GcsClient  # type: ignore[attr-defined]
-
-    try:
-        GcsClient(address=address).internal_kv_get(b"tunefactory-probe", namespace=None, timeout=timeout)
-    except ray.exceptions.AuthenticationError:
-        token = find_token() if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else None
-        raise ClusterError(rejection_message(address, None, token)) from None
-    except Exception:
-        return  # anything else: let ray.init try and report

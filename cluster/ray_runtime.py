@@ -1,0 +1,393 @@
+"""The driver's one seam over Ray: start or join Ray, build and restore Tuners, Ray internals.
+
+Every other module of tunefactory that runs sweeps (``cluster.sweep``, ``cluster.confirm``,
+``cluster.remote.*``) calls the functions here and imports no ``ray`` itself, except the
+worker-side trainable (``cluster.tune_trial``), the searcher/scheduler classes that subclass
+Ray's public ones (``cluster.searcher``) and the Jobs API client (``cluster.remote.jobs``);
+an import-linter contract in ``pyproject.toml`` holds that line. Private Ray state is touched
+here only, each time with the reason and a fallback for when a Ray upgrade moves it:
+
+- ``TuneController._maybe_cache_trial_actor`` (retire grown workers: :func:`bounded_trainable`);
+- ``ray.init(_node_ip_address=..., _system_config=...)`` (loopback, no pre-started workers);
+- ``ray._raylet.GcsClient`` (one-line token rejection before ``ray.init``'s minute of retries);
+- ``JobSubmissionClient._server_ray_version`` (warn on a Ray version mismatch);
+- Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore).
+
+Ray is imported lazily in every function: the CLI imports this module for ``validate``
+too, and ``import ray.tune`` costs ~1.5 s of start-up on a 2-core machine.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import logging
+import math
+import os
+import threading
+import time
+import warnings
+from collections.abc import Callable, Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from cluster import storage as st
+from cluster.auth import ClusterError, enable_token_auth_for_address, find_token, rejection_message
+
+#: Environment of every trial worker.
+#: - TF_FORCE_GPU_ALLOW_GROWTH is read when TensorFlow first touches a GPU, so a worker
+#:   never grabs a whole card even if something initialises TF before configure_tensorflow.
+#: - TUNE_FUNCTION_THREAD_TIMEOUT_S: before a reused worker starts its next trial, Tune
+#:   waits this long for the previous trial's thread to end, and otherwise fails the *next*
+#:   trial ("Could not re-use actor"). Its 2 s default was too short on a loaded 2-core
+#:   machine: one trial of 60 in a `make demo` run was lost.
+WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE_GPU_ALLOW_GROWTH": "true",
+              "TUNE_FUNCTION_THREAD_TIMEOUT_S": "120"}
+
+#: A reused worker is retired once its peak resident memory passes this (a safety net:
+#: with trainables.trial.keras_runtime forgetting TF's custom gradients a worker stays at
+#: ~0.8 GB; see :func:`bounded_trainable`).
+WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
+
+
+# ----------------------------------------------------------------------------- Ray itself
+def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
+    """Connect to a cluster (``auto`` or ``ray://``/``HOST:PORT``) or start a local one.
+
+    The local instance binds to loopback and starts no dashboard. With an explicit address,
+    a token in ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` turns token authentication on (Ray
+    only does that by itself for ``auto``); a rejected or missing token is a one-line
+    :class:`~cluster.auth.ClusterError`.
+
+    Returns:
+        True when this call started a local Ray instance (the caller may shut it down).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return False
+    env = {"env_vars": WORKER_ENV}
+    if address:
+        enable_token_auth_for_address()
+        probe_gcs(address)
+        try:
+            ray.init(address=address, runtime_env=env, log_to_driver=False)
+        except ray.exceptions.AuthenticationError as e:
+            raise ClusterError(f"Ray cluster at {address} rejected the connection: "
+                               f"{str(e).splitlines()[0].rstrip('.')}; set RAY_AUTH_TOKEN (or RAY_AUTH_TOKEN_PATH) "
+                               "to the cluster's token (`ray get-auth-token` on its head node)") from None
+        except ConnectionError as e:
+            raise ClusterError(f"cannot connect to a Ray cluster at {address} ({str(e).splitlines()[0]}); "
+                               "inside a cluster use --address auto") from None
+        return False
+    # No pre-started workers: trial actors cannot use them (they carry the job's
+    # runtime_env), and starting them competed with Ray's own start-up for the CPUs:
+    # Tune's first trial started ~1.5 s later with them on a 2-core machine.
+    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
+             _node_ip_address="127.0.0.1",
+             _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
+    return True
+
+
+def shutdown_in_background() -> threading.Thread:
+    """Stop the local Ray instance on a daemon thread (~1.3 s, mostly waiting for processes)."""
+    import ray
+
+    def target() -> None:
+        with contextlib.suppress(Exception):  # best effort: atexit shuts Ray down anyway
+            ray.shutdown()
+
+    th = threading.Thread(target=target, name="ray-shutdown", daemon=True)
+    th.start()
+    return th
+
+
+def alive_nodes() -> int:
+    """Alive nodes of the connected cluster (1 when unknown)."""
+    import ray
+
+    try:
+        return sum(1 for n in ray.nodes() if n.get("Alive"))
+    except Exception:
+        return 1
+
+
+def cluster_resources() -> dict[str, float] | None:
+    """The connected cluster's resources (None when Ray is not initialised)."""
+    import ray
+
+    return dict(ray.cluster_resources()) if ray.is_initialized() else None
+
+
+def probe_gcs(address: str, *, timeout: float = 5.0) -> None:
+    """Fail fast, in one line, when a ``HOST:PORT`` Ray address is unreachable or refuses our token.
+
+    ``ray.init`` would retry for a minute and then report only "failed to connect"; a
+    wrong token is worth saying so. Other addresses (``auto``, ``ray://``) are left to Ray.
+
+    Raises:
+        ClusterError: nothing listens there, or the cluster rejected the token.
+    """
+    import socket
+
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit() or "://" in address:
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ClusterError(f"cannot reach a Ray cluster at {address} ({e.strerror or e}); check the address "
+                           "(the head's GCS port, 6379 by default), or use --address auto inside a cluster") from None
+    import ray
+    from ray._raylet import GcsClient  # type: ignore[attr-defined]
+
+    try:
+        GcsClient(address=address).internal_kv_get(b"tunefactory-probe", namespace=None, timeout=timeout)
+    except ray.exceptions.AuthenticationError:
+        token = find_token() if os.environ.get("RAY_AUTH_MODE", "").lower() == "token" else None
+        raise ClusterError(rejection_message(address, None, token)) from None
+    except Exception:
+        return  # anything else: let ray.init try and report
+
+
+def wait_for_nodes(address: str, nodes: int, *, timeout: float = 300.0) -> int:
+    """Block until ``nodes`` Ray nodes are alive at ``address``; return how many are.
+
+    Raises:
+        ClusterError: they did not all join within ``timeout`` seconds.
+    """
+    import ray
+
+    deadline = time.monotonic() + timeout
+    alive = 0
+    while time.monotonic() < deadline:
+        try:
+            if not ray.is_initialized():
+                ray.init(address=address, log_to_driver=False, logging_level=logging.ERROR)
+            alive = sum(1 for n in ray.nodes() if n.get("Alive"))
+            if alive >= nodes:
+                ray.shutdown()
+                return alive
+        except Exception:  # the head is still starting
+            if ray.is_initialized():
+                ray.shutdown()
+        time.sleep(2)
+    raise ClusterError(f"only {alive} of {nodes} Ray node(s) joined {address} within {timeout:.0f}s; "
+                       "see the Ray logs under /tmp/tf-ray-<job id> on the nodes")
+
+
+def ray_version() -> str:
+    """This machine's Ray version."""
+    import ray
+
+    return str(ray.__version__)
+
+
+def server_ray_version(job_client: Any) -> str | None:
+    """The Ray version a Jobs API client saw on the cluster (private attribute; None if it moved)."""
+    v = getattr(job_client, "_server_ray_version", None)
+    return str(v) if v else None
+
+
+# ----------------------------------------------------------------------------- Tuner
+def make_trainable(fn: Callable[..., Any], *, cpus: float, gpus: float, **params: Any) -> Any:
+    """A function trainable with its large parameters in the object store, its resources
+    and bounded worker reuse (see :func:`bounded_trainable`)."""
+    from ray import tune
+
+    wrapped = tune.with_parameters(fn, **params)
+    return tune.with_resources(bounded_trainable(wrapped, max_rss_mb=WORKER_RSS_LIMIT_MB),
+                               {"cpu": cpus, "gpu": gpus})
+
+
+def make_tuner(trainable: Any, run_dir: Path | str, *, max_failures: int,
+               search_alg: Any = None, scheduler: Any = None, num_samples: int = 1,
+               param_space: Mapping[str, Any] | None = None, metric: str | None = None, mode: str | None = None,
+               max_concurrent: int | None = None, callbacks: Iterable[Any] = ()) -> Any:
+    """The one Tuner builder of the sweep and of ``confirm``.
+
+    Both reuse workers, name trial folders ``trial_<id>``, keep one checkpoint per trial,
+    retry failed trials ``max_failures`` times. ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Tune writes
+    the trials there.
+    """
+    from ray import tune
+
+    parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
+    return tune.Tuner(
+        trainable,
+        param_space=dict(param_space) if param_space is not None else None,
+        tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
+                                    num_samples=num_samples, max_concurrent_trials=max_concurrent,
+                                    reuse_actors=True,
+                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+        run_config=tune.RunConfig(
+            name=run_name, storage_path=parent,
+            failure_config=tune.FailureConfig(max_failures=max_failures),
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            callbacks=list(callbacks), verbose=0),
+    )
+
+
+def grid_search(values: list[Any]) -> Any:
+    """Tune's grid over ``values`` (every value one trial), for a ``param_space``."""
+    from ray import tune
+
+    return tune.grid_search(values)
+
+
+def can_restore(location: str) -> bool:
+    """Whether ``location`` holds a Tune experiment that can be restored."""
+    from ray import tune
+
+    return bool(tune.Tuner.can_restore(location))
+
+
+def restore_tuner(location: str, trainable: Any, *, retry_failed: bool) -> Any:
+    """The Tuner of an interrupted experiment: unfinished trials resume, failed ones only if asked."""
+    from ray import tune
+
+    return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=retry_failed)
+
+
+def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None]) -> Any:
+    """A Tune callback calling ``on_complete(trial)`` / ``on_error(trial)`` as trials end."""
+    from ray.tune import Callback
+
+    class _TrialEnd(Callback):
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            on_complete(trial)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            on_error(trial)
+
+    return _TrialEnd()
+
+
+# ----------------------------------------------------------------------------- worker retirement
+#: Retirement limit read by the patched Tune controller (see :func:`bounded_trainable`).
+_RSS_LIMIT_MB: list[float] = [math.inf]
+
+
+def bounded_trainable(fn: Callable[..., Any], *, max_rss_mb: float) -> Callable[..., Any]:
+    """Let Tune reuse workers for ``fn``, but retire a worker once it has grown too large.
+
+    With ``reuse_actors=True`` one worker process runs many trials, which removes the
+    per-trial cost of a new process and a TensorFlow import (~3 s). A worker that still
+    grows (a large model's allocator high-water mark, TensorFlow state kept between
+    trials) must not grow without bound over a 10,000-trial sweep. Every row the trial
+    reports carries ``worker_rss_mb`` (``cluster.tune_trial``); when a trial ends with its
+    worker above ``max_rss_mb``, Tune is told not to keep that worker for the next trial,
+    so it stops it and starts a fresh one. The obvious hook, ``reset_config`` returning
+    False, does not do this in Ray 2.60: Tune then fails the *next* trial ("Could not
+    re-use actor") and the sweep hangs.
+
+    Tune has no public switch for this, so the one private method that decides whether
+    to cache a finished trial's worker (``TuneController._maybe_cache_trial_actor``) is
+    wrapped; if a Ray upgrade removes it, workers are simply never retired (with a warning).
+
+    Args:
+        fn: the (``tune.with_parameters``-wrapped) function trainable.
+        max_rss_mb: peak resident-set size (MB) above which a worker is retired.
+
+    Returns:
+        ``fn``, to hand to ``Tuner`` (the retirement rule lives in the driver process).
+    """
+    from ray.tune.execution import tune_controller
+
+    _RSS_LIMIT_MB[0] = max_rss_mb
+    cls: Any = tune_controller.TuneController
+    original = getattr(cls, "_maybe_cache_trial_actor", None)
+    if original is None:
+        warnings.warn("this Ray version has no TuneController._maybe_cache_trial_actor: reused workers "
+                      "will not be retired when they grow large", RuntimeWarning, stacklevel=2)
+        return fn
+    if not getattr(original, "_tunefactory_retires", False):
+        def maybe_cache(self: Any, trial: Any) -> bool:
+            rss = (getattr(trial, "last_result", None) or {}).get("worker_rss_mb")
+            if rss is not None and float(rss) > _RSS_LIMIT_MB[0]:
+                return False  # not cached: Tune stops this worker and starts a new one
+            return bool(original(self, trial))
+
+        maybe_cache._tunefactory_retires = True  # type: ignore[attr-defined]
+        cls._maybe_cache_trial_actor = maybe_cache
+    return fn
+
+
+# ----------------------------------------------------------------------------- experiment state
+def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
+    """The final result row of a trial folder (``done`` with test scores), or None.
+
+    A trial ASHA stopped also ends with ``done=True`` in Ray 2.60; only a finished trial's
+    last row carries the test scores.
+    """
+    import pyarrow.fs as pafs
+
+    path = f"{trial_path}/result.json"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as fh:
+        text = bytes(fh.read()).decode("utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("done") is True and "test_rmse" in row:
+            return row
+    return None
+
+
+def reconcile_state(location: str) -> dict[str, list[str]]:
+    """Make Tune's experiment state agree with the trial folders before ``Tuner.restore``.
+
+    A driver killed between a trial's final result and the next state snapshot leaves
+    that trial RUNNING in the state although its final row and checkpoint are on disk;
+    restoring as is would train it again. Such trials are marked TERMINATED. Unfinished
+    trials without a checkpoint restart from scratch, so their partial epoch rows are
+    cleared (the history then holds each epoch once).
+
+    Returns:
+        ``{"finished": [...], "cleared": [...]}`` trial ids.
+    """
+    import pyarrow.fs as pafs
+
+    if st.is_uri(location):
+        fs, root = pafs.FileSystem.from_uri(location)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(location).resolve())
+    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    done: dict[str, list[str]] = {"finished": [], "cleared": []}
+    if not states:
+        return done
+    with fs.open_input_stream(states[-1]) as fh:
+        state = json.loads(bytes(fh.read()).decode("utf-8"))
+    changed = False
+    for pair in state.get("trial_data", []):
+        trial, meta = json.loads(pair[0]), json.loads(pair[1])
+        if trial.get("status") in ("TERMINATED", "ERROR"):
+            continue
+        tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"
+        final = _trial_finished(fs, tpath)
+        if final is not None:
+            trial["status"] = "TERMINATED"
+            meta["last_result"] = final
+            pair[0], pair[1] = json.dumps(trial, indent=2), json.dumps(meta, indent=2)
+            done["finished"].append(trial["trial_id"])
+            changed = True
+            continue
+        ckpts = [i for i in fs.get_file_info(pafs.FileSelector(tpath, allow_not_found=True))
+                 if i.base_name.startswith("checkpoint_")]
+        if not ckpts:
+            for f in ("result.json", "progress.csv"):
+                if fs.get_file_info(f"{tpath}/{f}").type == pafs.FileType.File:
+                    with fs.open_output_stream(f"{tpath}/{f}") as out:
+                        out.write(b"")
+            done["cleared"].append(trial["trial_id"])
+    if changed:
+        tmp = f"{states[-1]}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(json.dumps(state).encode("utf-8"))
+        fs.move(tmp, states[-1])
+    return done

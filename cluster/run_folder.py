@@ -1,0 +1,142 @@
+"""The run folder a sweep writes: where it goes, what we write into it, the report at the end.
+
+Run folder (``<storage>/<name>/``): Ray Tune's own experiment state and one folder per
+trial (``result.json`` with every reported row, ``params.json``, the final checkpoint),
+plus ``spec.yaml`` (the fully merged spec) and ``groups.json`` (per asset/timeframe:
+sample spans, persistence and the other baselines, gaps) written here before any trial
+starts. ``storage`` may be a folder (local or a shared mount) or a URI (``s3://``,
+``gs://``, ``file://``); for URIs the report is built in a local mirror and uploaded next
+to the run.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from cluster import storage as st
+from reports.build import build_report
+from reports.collect import load_run
+from search_spaces.loader import LoadedSpec
+from trainables.errors import RunError
+from trainables.evaluation.baselines import baselines
+from trainables.evaluation.scores import rmse
+from trainables.features.dataset import Prepared
+from trainables.files import atomic_write
+
+
+def _exists_hint(run: str) -> RunError:
+    return RunError(f"{run}: run directory already exists; continue it with `tunefactory resume {run}` "
+                    "or choose another --name")
+
+
+def resolve_run_dir(storage: str | Path, name: str, *, explicit_name: bool) -> Path:
+    """Pick the run directory; never overwrite an existing run.
+
+    An explicit ``--name`` that exists is an error (with the resume hint); a default name
+    that exists gets a timestamp suffix, so ``make demo`` twice keeps both runs.
+    """
+    root = Path(storage).expanduser().resolve()
+    run = root / name
+    if run.exists() and any(run.iterdir()):
+        if explicit_name:
+            raise _exists_hint(str(run))
+        run = root / f"{name}-{time.strftime('%Y%m%d-%H%M%S')}"
+    return run
+
+
+def resolve_run_location(storage: str | Path, name: str, *, explicit_name: bool) -> str:
+    """Like :func:`resolve_run_dir` but also for URIs (``s3://``, ``gs://``, ``file://``)."""
+    if not st.is_uri(storage):
+        return str(resolve_run_dir(storage, name, explicit_name=explicit_name))
+    run = st.join(str(storage), name)
+    if st.exists_nonempty(run):
+        if explicit_name:
+            raise _exists_hint(run)
+        run = st.join(str(storage), f"{name}-{time.strftime('%Y%m%d-%H%M%S')}")
+    return run
+
+
+def group_summary(p: Prepared) -> dict[str, Any]:
+    """What reports need about a group without re-loading data: spans and baselines.
+
+    ``baselines``: ``{name: {"val_rmse", "test_rmse", ...}}`` of persistence, drift, AR(p)
+    and (volatility targets) GARCH(1,1) on exactly this group's validation and test
+    samples (see :mod:`trainables.evaluation.baselines`).
+    """
+    return {
+        "asset": p.asset, "timeframe": p.timeframe, "target": p.target, "horizon": p.horizon,
+        "source": p.source, "columns": p.columns, "max_lookback": p.max_lookback,
+        "samples": {"train": len(p.train_idx), "val": len(p.val_idx), "test": len(p.test_idx)},
+        "spans": {"train": p.span(p.train_idx), "val": p.span(p.val_idx), "test": p.span(p.test_idx)},
+        "persistence_rmse": {"val": rmse(p.y[p.val_idx], p.persistence[p.val_idx]),
+                             "test": rmse(p.y[p.test_idx], p.persistence[p.test_idx])},
+        "baselines": baselines(p),
+        "gaps_dropped_samples": p.gaps_dropped, **p.meta,
+    }
+
+
+def write_run_file(location: str, name: str, text: str) -> None:
+    """Write one file of ours into the run folder (atomically for local folders)."""
+    if st.is_uri(location):
+        st.write_text(st.join(location, name), text)
+    else:
+        atomic_write(Path(location) / name, text)
+
+
+def write_run_header(location: str, loaded: LoadedSpec, datasets: dict[str, Prepared], *,
+                     prepare_seconds: float) -> None:
+    """``spec.yaml`` and ``groups.json``: what the run is, written before any trial starts."""
+    if not st.is_uri(location):
+        Path(location).mkdir(parents=True, exist_ok=True)
+    write_run_file(location, "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
+    write_run_file(location, "groups.json", json.dumps(
+        {"spec_file": str(loaded.path), "name": location.rstrip("/").rpartition("/")[2],
+         "prepare_seconds": prepare_seconds,
+         "groups": {g: group_summary(p) for g, p in datasets.items()}}, indent=1))
+
+
+def read_spec_text(location: str) -> str:
+    """The ``spec.yaml`` of a run folder or URI.
+
+    Raises:
+        RunError: not a tunefactory run directory.
+    """
+    text = st.read_text(st.join(location, "spec.yaml"))
+    if text is None:
+        raise RunError(f"{location}: not a tunefactory run directory (no spec.yaml)")
+    return text
+
+
+def write_report(location: str) -> Path:
+    """Build the report; for URIs in a local mirror, then upload ``report/`` next to the run.
+
+    Returns:
+        The local run folder the report was built in.
+    """
+    if not st.is_uri(location):
+        out = build_report(Path(location))
+        print(f"tunefactory: leaderboard {out / 'index.html'}", flush=True)
+        return Path(location)
+    local = st.download(location, st.local_mirror(location))
+    out = build_report(local)
+    st.upload(out, st.join(location, "report"))
+    print(f"tunefactory: leaderboard {st.join(location, 'report', 'index.html')} (local copy {out / 'index.html'})",
+          flush=True)
+    return local
+
+
+def print_trial_counts(location: str) -> None:
+    """One line: how many trials finished and failed (read back from storage)."""
+    try:
+        run = load_run(st.local_mirror(location) if st.is_uri(location) else Path(location))
+    except Exception:
+        return  # the report already said what is wrong with the run folder
+    counts: dict[str, int] = {}
+    for t in run.trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    print("tunefactory: trials " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)

@@ -1,0 +1,151 @@
+"""Read a confirmation's trial folders and rank its configs over seeds and folds.
+
+``cluster.confirm`` trains the confirmation sweep (``tunefactory confirm``); this module
+only reads what it wrote. It ranks each (asset, timeframe)'s configs by mean test RMSE
+with its standard deviation and reports each config's skill over persistence as
+mean ± std: a winner whose mean skill lies within one std of zero is **not
+distinguishable from persistence**. Standard deviations are sample standard deviations
+(``ddof=1``) over all seeds × folds of a config.
+
+Files, under ``RUN_DIR/confirm/``: ``<name>/plan.json`` (maps each trial's ``index`` to
+its config) and ``<name>/trial_*/`` (read here), ``summary.json`` (per-run results and
+the ranking of the latest confirmation), ``ranking.csv`` and ``runs.csv`` (written here).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from reports.collect import load_trial
+from trainables.files import atomic_write
+
+NOT_DISTINGUISHABLE = "not distinguishable from persistence"
+
+
+def read_runs(exp_dir: Path) -> pd.DataFrame:
+    """Per-run results of a confirmation experiment, read from its trial folders on disk."""
+    plan = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))["plan"]
+    seen: dict[int, dict[str, Any]] = {}
+    for d in sorted(exp_dir.glob("trial_*")):
+        t = load_trial(d) if d.is_dir() else None
+        if t is None or "index" not in t.config:
+            continue
+        i = int(t.config["index"])
+        f = t.final or {}
+        seen[i] = {"status": t.status, "error": t.error or "", "test_rmse": f.get("test_rmse", math.nan),
+                   "test_skill": f.get("test_skill", math.nan),
+                   "test_persistence_rmse": f.get("test_persistence_rmse", math.nan),
+                   "test_diracc": f.get("test_diracc", math.nan), "val_rmse_best": t.best if t.final else math.nan,
+                   "epochs": len(t.history), "train_seconds": f.get("train_seconds", math.nan)}
+    rows = []
+    for e in plan:
+        r = {k: e[k] for k in ("index", "group", "trial_id", "search_rank", "family", "seed_index", "seed", "fold")}
+        r.update(seen.get(int(e["index"]), {"status": "missing"}))
+        rows.append(r)
+    return pd.DataFrame(rows)
+
+
+def spread_verdict(mean: float, std: float, n: int) -> str:
+    """Whether a config's skill over persistence, ``mean`` ± ``std`` over ``n`` runs, is real.
+
+    Args:
+        mean: mean test skill over the finished runs.
+        std: its sample standard deviation.
+        n: finished runs.
+
+    Returns:
+        One of "too few runs to judge", :data:`NOT_DISTINGUISHABLE`, "beats persistence",
+        "worse than persistence".
+    """
+    if n < 2 or not math.isfinite(std):
+        return "too few runs to judge"
+    if abs(mean) <= std:
+        return NOT_DISTINGUISHABLE
+    return "beats persistence" if mean > 0 else "worse than persistence"
+
+
+def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
+    """Rank each group's configs by mean test RMSE; mean ± sample std of RMSE and skill."""
+    cols = ["group", "confirm_rank", "trial_id", "search_rank", "family", "runs", "failed", "test_rmse_mean",
+            "test_rmse_std", "test_skill_mean", "test_skill_std", "val_rmse_mean", "val_rmse_std",
+            "test_diracc_mean", "verdict"]
+    if runs.empty:
+        return pd.DataFrame(columns=cols)
+    out = []
+    for (group, tid), g in runs.groupby(["group", "trial_id"], sort=False):
+        ok = g[g["status"] == "finished"]
+        n = len(ok)
+
+        def ms(col: str, ok: pd.DataFrame = ok, n: int = n) -> tuple[float, float]:
+            v = ok[col].astype(float).to_numpy()
+            return (float(np.mean(v)) if n else math.nan, float(np.std(v, ddof=1)) if n > 1 else math.nan)
+
+        rm, rs = ms("test_rmse")
+        sm, ss = ms("test_skill")
+        vm, vs = ms("val_rmse_best")
+        dm, _ = ms("test_diracc")
+        out.append({"group": group, "trial_id": tid, "search_rank": int(g["search_rank"].iloc[0]),
+                    "family": g["family"].iloc[0], "runs": n, "failed": int(len(g) - n),
+                    "test_rmse_mean": rm, "test_rmse_std": rs, "test_skill_mean": sm, "test_skill_std": ss,
+                    "val_rmse_mean": vm, "val_rmse_std": vs, "test_diracc_mean": dm,
+                    "verdict": spread_verdict(sm, ss, n)})
+    df = pd.DataFrame(out)
+    df = df.sort_values(["group", "test_rmse_mean", "search_rank"], na_position="last", kind="stable")
+    df.insert(1, "confirm_rank", df.groupby("group").cumcount() + 1)
+    return df[cols].reset_index(drop=True)
+
+
+def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
+    return json.loads(df.to_json(orient="records"))
+
+
+def summarise(run_dir: Path | str, exp_dir: Path) -> dict[str, Any]:
+    """Write ``summary.json``, ``ranking.csv`` and ``runs.csv`` of a confirmation; return the summary."""
+    run_dir = Path(run_dir)
+    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    runs = read_runs(exp_dir)
+    ranking = aggregate(runs)
+    summary = {**{k: v for k, v in meta.items() if k != "plan"}, "experiment": exp_dir.name,
+               "ranking": _records(ranking), "runs": _records(runs)}
+    out = run_dir / "confirm"
+    atomic_write(out / "summary.json", json.dumps(summary, indent=1))
+    atomic_write(out / "ranking.csv", ranking.to_csv(index=False))
+    atomic_write(out / "runs.csv", runs.to_csv(index=False))
+    return summary
+
+
+def load_confirmation(run_dir: Path | str) -> dict[str, Any] | None:
+    """The latest confirmation summary of a run (``None`` when never confirmed)."""
+    f = Path(run_dir) / "confirm" / "summary.json"
+    if not f.is_file():
+        return None
+    try:
+        return json.loads(f.read_text(encoding="utf-8"))
+    except json.JSONDecodeError:
+        return None  # half-written by a crash before atomic_write existed; the report goes without it
+
+
+def summary_lines(summary: dict[str, Any]) -> list[str]:
+    """The ranking as terminal lines."""
+    lines = [f"confirmation: top {summary['top_k']} x {summary['seeds']} seeds x {summary.get('folds') or 1} "
+             "fold(s); ranked by mean test RMSE (± sample std)"]
+    for r in summary["ranking"]:
+        def pct(v: Any) -> str:
+            return f"{v * 100:+.2f}%" if isinstance(v, (int, float)) else "n/a"
+
+        def num(v: Any) -> str:
+            return f"{v:.6g}" if isinstance(v, (int, float)) else "n/a"
+
+        def spread(v: Any) -> str:
+            return f"{v * 100:.2f}%" if isinstance(v, (int, float)) else "n/a"
+
+        lines.append(f"{r['group']:<16} #{r['confirm_rank']} trial {r['trial_id']} (search #{r['search_rank']}, "
+                     f"{r['family']}): test RMSE {num(r['test_rmse_mean'])} ± {num(r['test_rmse_std'])}, skill "
+                     f"{pct(r['test_skill_mean'])} ± {spread(r['test_skill_std'])} over {r['runs']} runs — {r['verdict']}")
+    return lines

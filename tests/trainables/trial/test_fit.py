@@ -1,0 +1,80 @@
+"""One trial from a config: typed config at the entry, artifacts, and the saved model read back."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from trainables.features.dataset import Prepared
+
+
+@pytest.fixture(scope="module")
+def btc() -> Prepared:
+    from trainables.data.candles import load_candles
+    from trainables.features.dataset import Split, prepare
+    from trainables.features.indicators import make_member
+
+    return prepare(load_candles("BTC-USDT", "1d"), [make_member("log_return")], max_lookback=4,
+                   split=Split(0.7, 0.15, 0.15))
+
+
+def _cfg(**kw: Any) -> dict[str, Any]:
+    return {"family": "mlp", "model": {"units": 4, "layers": 1}, "columns": ["log_return_1"], "lookback": 4,
+            "batch_size": 32, "learning_rate": 1e-3, "max_epochs": 2, "patience": 0, "seed": 3, **kw}
+
+
+def test_dict_config_takes_its_group_from_the_data_and_unknown_keys_fail(btc: Prepared) -> None:
+    from trainables.errors import RunError
+    from trainables.trial.fit import trial_config
+
+    cfg = trial_config(_cfg(trial_number=7), btc)
+    assert (cfg.group, cfg.asset, cfg.timeframe) == ("BTC-USDT/1d", "BTC-USDT", "1d")
+    assert cfg.weight_decay == 0.0 and cfg.optimizer == "adam"  # the dataclass' defaults
+    assert trial_config(cfg, btc) is cfg
+    with pytest.raises(RunError, match="unknown key"):
+        trial_config(_cfg(learning_rat=1e-3), btc)
+
+
+def test_run_trial_reports_every_epoch_and_saved_model_reproduces_test_predictions(
+        btc: Prepared, tmp_path: Path) -> None:
+    from trainables.trial.fit import run_trial, trial_config
+    from trainables.trial.keras_runtime import load_model, predict_eager
+
+    rows: list[dict[str, Any]] = []
+    cfg = trial_config(_cfg(optimizer="adamw", weight_decay=0.0), btc)
+    final = run_trial(cfg, btc, sink=rows.append, save_dir=tmp_path)
+    assert [r["epoch"] for r in rows] == [1, 2] and final["epochs"] == 2
+    assert final["val_rmse_best"] == min(r["val_rmse"] for r in rows)
+    assert json.loads((tmp_path / "trial.json").read_text()) == cfg.to_dict()
+    assert json.loads((tmp_path / "scaler.json").read_text())["columns"] == ["log_return_1"]
+
+    from trainables.features.dataset import Scaler, windows
+
+    scaler = Scaler.from_json(json.loads((tmp_path / "scaler.json").read_text()))
+    x = windows(btc, btc.column_index(cfg.columns), btc.test_idx, cfg.lookback, scaler)
+    pred = predict_eager(load_model(tmp_path / "model.keras"), x).astype(np.float64) * scaler.y_std + scaler.y_mean
+    saved = pd.read_csv(tmp_path / "predictions.csv")["y_pred"].to_numpy()
+    np.testing.assert_allclose(pred, saved, rtol=1e-5, atol=1e-7)
+
+
+def test_load_model_registers_the_custom_layers_itself(tmp_path: Path) -> None:
+    # A forecast loads a winner in a fresh process that never built a transformer.
+    import subprocess
+    import sys
+
+    from trainables.models.families import build_model
+    from trainables.trial.keras_runtime import save_model
+
+    model = build_model("synth_dense", {"layers": 1, "heads": 1, "d_model": 4, "ff_mult": 1}, lookback=4,
+                        n_features=2)
+    save_model(model, tmp_path / "m.keras")
+    code = ("import sys; from pathlib import Path; from trainables.trial.keras_runtime import load_model; "
+            f"print(load_model(Path({str(tmp_path / 'm.keras')!r})).count_params())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=Path(__file__).resolve().parents[3])
+    assert int(out.stdout.split()[-1]) == model.count_params()
