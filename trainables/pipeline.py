@@ -18,14 +18,18 @@ Order of the steps, and why:
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Sequence
+import datetime as dt
+from collections.abc import Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from trainables.data.candles import Candles, fill_gaps, load_candles
+from trainables.errors import RunError
 from trainables.features.dataset import Prepared, Split, prepare
-from trainables.features.indicators import PoolMember
+from trainables.features.indicators import PoolMember, compute_features
 from trainables.features.table_indicators import attach_metrics
 from trainables.features.targets import TARGETS
 
@@ -72,6 +76,104 @@ class DataRecipe:
         """``ASSET/TF``, the key of the group in a run."""
         return f"{self.asset}/{self.timeframe}"
 
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready mapping (paths as strings, pool members and split spelled out)."""
+        return {
+            "asset": self.asset, "timeframe": self.timeframe,
+            "pool": [{"key": m.key, "indicator": m.indicator, "variants": [dict(v) for v in m.variants],
+                      "searched": list(m.searched)} for m in self.pool],
+            "target": self.target, "horizon": self.horizon, "max_lookback": self.max_lookback,
+            "split": {"train": self.split.train, "val": self.split.val, "test": self.split.test,
+                      "val_start": _day(self.split.val_start), "test_start": _day(self.split.test_start)},
+            "path": _str(self.path), "start": self.start, "end": self.end,
+            "gap_policy": self.gap_policy, "ffill_limit": self.ffill_limit,
+            "funding_file": _str(self.funding_file), "metric_files": [str(f) for f in self.metric_files],
+        }
+
+    @classmethod
+    def from_dict(cls, d: Mapping[str, Any]) -> DataRecipe:
+        """The recipe :meth:`to_dict` wrote.
+
+        Raises:
+            RunError: a key is missing, unknown or of the wrong kind (one line naming it).
+        """
+        if not isinstance(d, Mapping):
+            raise RunError(f"recipe: expected a mapping; got {type(d).__name__}")
+        fields = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - fields)
+        if unknown:
+            raise RunError(f"recipe: unknown key {unknown[0]!r}")
+        for key in ("asset", "timeframe", "pool"):
+            if key not in d:
+                raise RunError(f"recipe: missing key {key!r}")
+        kw: dict[str, Any] = {}
+        for key in ("asset", "timeframe", "target", "gap_policy"):
+            if key in d:
+                kw[key] = _want(d, key, str)
+        for key in ("start", "end"):
+            if key in d:
+                kw[key] = _want(d, key, str, none=True)
+        for key in ("horizon", "max_lookback", "ffill_limit"):
+            if key in d:
+                kw[key] = _want(d, key, int)
+        for key in ("path", "funding_file"):
+            if key in d:
+                v = _want(d, key, str, none=True)
+                kw[key] = None if v is None else Path(v)
+        if "metric_files" in d:
+            files = _want(d, "metric_files", list)
+            kw["metric_files"] = tuple(Path(_want({"metric_files[]": f}, "metric_files[]", str)) for f in files)
+        kw["pool"] = tuple(_member(m, i) for i, m in enumerate(_want(d, "pool", list)))
+        if "split" in d:
+            sp = _want(d, "split", dict)
+            bad = sorted(set(sp) - {"train", "val", "test", "val_start", "test_start"})
+            if bad:
+                raise RunError(f"recipe: split: unknown key {bad[0]!r}")
+            kw["split"] = Split(**{k: float(_want(sp, k, (int, float), where="split.")) for k in ("train", "val", "test")
+                                   if k in sp},
+                                **{k: _want(sp, k, str, none=True, where="split.") for k in ("val_start", "test_start")
+                                   if k in sp})
+        return cls(**kw)
+
+
+def _str(p: Path | None) -> str | None:
+    return None if p is None else str(p)
+
+
+def _day(v: object) -> str | None:
+    if v is None:
+        return None
+    return v.isoformat() if isinstance(v, (dt.date, pd.Timestamp)) else str(v)
+
+
+def _want(d: Mapping[str, Any], key: str, kind: type | tuple[type, ...], *, none: bool = False,
+          where: str = "") -> Any:
+    """``d[key]`` if it is of ``kind`` (or None when allowed); else a one-line RunError."""
+    v = d.get(key)
+    if v is None and none:
+        return None
+    # bool is an int to Python, never to a recipe
+    if not isinstance(v, kind) or (isinstance(v, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,))):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise RunError(f"recipe: {where}{key}: expected {names}{' or null' if none else ''}; got {v!r}")
+    return v
+
+
+def _member(m: Any, i: int) -> PoolMember:
+    where = f"pool[{i}]."
+    if not isinstance(m, dict):
+        raise RunError(f"recipe: pool[{i}]: expected a mapping; got {m!r}")
+    bad = sorted(set(m) - {"key", "indicator", "variants", "searched"})
+    if bad:
+        raise RunError(f"recipe: {where}{bad[0]}: unknown key")
+    variants = _want(m, "variants", list, where=where)
+    for v in variants:
+        if not isinstance(v, dict):
+            raise RunError(f"recipe: {where}variants: expected mappings of parameters; got {v!r}")
+    return PoolMember(key=_want(m, "key", str, where=where), indicator=_want(m, "indicator", str, where=where),
+                      variants=tuple(tuple(v.items()) for v in variants),
+                      searched=tuple(_want(m, "searched", list, where=where)) if "searched" in m else ())
+
 
 def _with_frame(c: Candles, frame: pd.DataFrame) -> Candles:
     return dataclasses.replace(c, frame=frame)
@@ -90,14 +192,11 @@ def _cut_dates(c: Candles, start: str | None, end: str | None) -> Candles:
     return _with_frame(c, f[keep].reset_index(drop=True))
 
 
-def prepare_group(recipe: DataRecipe) -> Prepared:
-    """Build one group's prepared arrays from its recipe (the only way features are built).
-
-    Raises:
-        DataError: a candle or table file breaks a rule (one line naming file and row).
-    """
-    r = recipe
-    candles = _cut_dates(load_candles(r.asset, r.timeframe, path=r.path), r.start, r.end)
+def _group_candles(r: DataRecipe, candles: Candles | None) -> tuple[Candles, int]:
+    """Steps 1-4: candles, date range, gap filling, tables; ``(candles, filled candles)``."""
+    if candles is None:
+        candles = load_candles(r.asset, r.timeframe, path=r.path)
+    candles = _cut_dates(candles, r.start, r.end)
     filled = 0
     if r.gap_policy == "ffill":
         frame, filled = fill_gaps(candles.frame, r.timeframe, limit=r.ffill_limit)
@@ -108,6 +207,55 @@ def prepare_group(recipe: DataRecipe) -> Prepared:
         # for every trial of the group alike.
         candles = _with_frame(candles, attach_metrics(candles.frame, r.timeframe, funding_file=r.funding_file,
                                                       metric_files=list(r.metric_files)))
+    return candles, filled
+
+
+@dataclasses.dataclass(frozen=True)
+class FeatureFrame:
+    """Every row's features of one group, labels or not (what a forecast reads).
+
+    Attributes:
+        candles: the candles after the date range, gap filling and table joins.
+        features: float32 ``[rows, columns]``, one row per candle of ``candles`` (warm-up
+            rows included; they are NaN or not yet meaningful).
+        columns: names of ``features``' columns.
+        warmup: rows the indicators need before their values are used.
+        filled: candles added by ``ffill``.
+    """
+
+    candles: Candles
+    features: np.ndarray
+    columns: list[str]
+    warmup: int
+    filled: int
+
+
+def feature_frame(recipe: DataRecipe, *, candles: Candles | None = None) -> FeatureFrame:
+    """The features of every candle of a recipe, including the last ones, whose labels lie
+    in the future (:func:`prepare_group` keeps only labelled samples).
+
+    Args:
+        recipe: the group's recipe.
+        candles: candles to use instead of reading the recipe's candle source (e.g. a
+            forecast's own file, or candles cut at the forecast time); the recipe's date
+            range, gap policy and tables still apply.
+
+    Raises:
+        DataError: a candle or table file breaks a rule.
+    """
+    c, filled = _group_candles(recipe, candles)
+    feats, names, warm = compute_features(c.frame, list(recipe.pool))
+    return FeatureFrame(c, feats, names, warm, filled)
+
+
+def prepare_group(recipe: DataRecipe) -> Prepared:
+    """Build one group's prepared arrays from its recipe (the only way features are built).
+
+    Raises:
+        DataError: a candle or table file breaks a rule (one line naming file and row).
+    """
+    r = recipe
+    candles, filled = _group_candles(r, None)
     # Realised-volatility targets read the asset's 1h candles (a 1h group is its own).
     intraday = (load_candles(r.asset, "1h", path=r.path).frame
                 if TARGETS[r.target].needs_intraday and r.timeframe != "1h" else None)

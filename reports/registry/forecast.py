@@ -1,33 +1,33 @@
 """Next-candle forecast from an exported winner, with features built exactly as in training.
 
-The winner's folder holds its model, its scaler (fitted on its training span) and the
-run's spec. Features are rebuilt from candles the way
-``search_spaces.recipes.prepare_groups`` built them for the sweep: the same candle source and resampling, the same ``data.start``
-(EWM-based indicators depend on where the series starts), the whole indicator pool
-computed once (every indicator is causal), then the trial's columns, standardised by the
-saved scaler and cut into one window with :func:`trainables.features.dataset.windows`. A forecast
-made from candles up to ``t`` therefore equals the model's test-span prediction for ``t``.
+The winner's folder holds its model, its scaler (fitted on its training span) and its
+data recipe (``recipe.json``, a :class:`trainables.pipeline.DataRecipe`). Features are
+rebuilt by the training pipeline itself (:func:`trainables.pipeline.feature_frame`): the
+same candle source and resampling, the same ``data.start`` (EWM-based indicators depend on
+where the series starts), the same gap policy and funding/metric tables, the whole
+indicator pool computed once (every indicator is causal). Only ``data.end`` is lifted, so
+newer candles count. The trial's columns are then standardised by the saved scaler and cut
+into one window with :func:`trainables.features.dataset.windows`. A forecast made from
+candles up to ``t`` therefore equals the model's test-span prediction for ``t``.
 """
 
 from __future__ import annotations
 
 import json
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
-import yaml
 
 from reports.registry.winners import Winner, load_winner
-from search_spaces.schema import FeaturesSection
-from trainables.data.candles import TIMEFRAMES, load_candles, read_candles, resample
+from trainables.data.candles import TIMEFRAMES, Candles, gap_report, load_candles, read_candles, resample
 from trainables.errors import DataError, RunError
 from trainables.features.dataset import Prepared, Scaler, windows
-from trainables.features.indicators import compute_features
 from trainables.features.targets import TARGETS
+from trainables.pipeline import DataRecipe, feature_frame
 
 # Keras is imported by ``load_model`` on first call, not by this import: keras_runtime
 # itself only needs numpy at import time.
@@ -99,39 +99,38 @@ class Forecast:
         return out
 
 
-def _pool(winner: Winner) -> list[Any]:
-    """The run's indicator pool, parsed by the spec schema (only the features section)."""
-    raw = yaml.safe_load((winner.path / "spec.yaml").read_text(encoding="utf-8")) or {}
+def _recipe(winner: Winner) -> DataRecipe:
+    """The group's data recipe recorded at export (``recipe.json``)."""
+    f = winner.path / "recipe.json"
+    if not f.is_file():
+        raise RunError(f"{winner.path}: no recipe.json (exported by an older tunefactory), so its features cannot "
+                       "be rebuilt as in training; export the winner again")
     try:
-        return list(FeaturesSection.model_validate(raw.get("features") or {}).pool)
-    except (ValueError, TypeError, KeyError) as e:  # pydantic's ValidationError is a ValueError
-        raise RunError(f"{winner.path / 'spec.yaml'}: features section unreadable ({str(e).splitlines()[0]}); "
-                       "export the winner again") from None
+        raw = json.loads(f.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as e:
+        raise RunError(f"{f}: unreadable ({e.__class__.__name__}: {e}); export the winner again") from None
+    try:
+        return DataRecipe.from_dict(raw)
+    except RunError as e:
+        raise RunError(f"{f}: {e}; export the winner again") from None
 
 
-def _candles(winner: Winner, asset: str, timeframe: str, data: Path | None) -> tuple[pd.DataFrame, str]:
-    """Candles as the sweep loaded them (same source rules and ``data.start``)."""
-    cfg_data = winner.config.get("data") or {}
-    if data is not None and Path(data).is_file():
-        f = Path(data)
-        stem_asset, _, stem_tf = f.name.split(".csv")[0].rpartition("_")
-        if stem_tf in TIMEFRAMES and stem_asset and stem_asset != asset:
-            raise DataError(f"{f}: holds {stem_asset} candles (by its name), not {asset}")
-        file_tf = stem_tf if stem_tf in TIMEFRAMES else timeframe
-        frame = read_candles(f, file_tf)
-        if file_tf != timeframe:
-            if TIMEFRAMES[file_tf] > TIMEFRAMES[timeframe]:
-                raise DataError(f"{f}: holds {file_tf} candles; a {timeframe} forecast needs {timeframe} or finer")
-            frame = resample(frame, file_tf, timeframe)
-        source = str(f)
-    else:
-        directory = data if data is not None else cfg_data.get("path")
-        candles = load_candles(asset, timeframe, path=directory)
-        frame, source = candles.frame, str(candles.source)
-    start = cfg_data.get("start")
-    if start:
-        frame = frame[frame["timestamp"] >= pd.Timestamp(str(start), tz="UTC")]
-    return frame.reset_index(drop=True), source
+def _candles(recipe: DataRecipe, data: Path | None) -> Candles:
+    """The candle source: ``data`` (a file or folder) or the one the run read."""
+    asset, timeframe = recipe.asset, recipe.timeframe
+    if data is None or not data.is_file():
+        return load_candles(asset, timeframe, path=data if data is not None else recipe.path)
+    stem_asset, _, stem_tf = data.name.split(".csv")[0].rpartition("_")
+    if stem_tf in TIMEFRAMES and stem_asset and stem_asset != asset:
+        raise DataError(f"{data}: holds {stem_asset} candles (by its name), not {asset}")
+    file_tf = stem_tf if stem_tf in TIMEFRAMES else timeframe
+    frame = read_candles(data, file_tf)
+    if file_tf != timeframe:
+        if TIMEFRAMES[file_tf] > TIMEFRAMES[timeframe]:
+            raise DataError(f"{data}: holds {file_tf} candles; a {timeframe} forecast needs {timeframe} or finer")
+        frame = resample(frame, file_tf, timeframe)
+    return Candles(asset, timeframe, frame, data, file_tf if file_tf != timeframe else None,
+                   gap_report(frame["timestamp"], timeframe))
 
 
 def _utc(ts: pd.Timestamp | str | None) -> pd.Timestamp:
@@ -161,24 +160,29 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
     if timeframe not in TIMEFRAMES:
         raise DataError(f"timeframe {timeframe!r} is not supported; allowed: {', '.join(TIMEFRAMES)}")
     winner = load_winner(registry, asset, timeframe)
-    cfg = winner.config
-    trial = cfg.get("trial") or {}
-    target = str((cfg.get("target") or {}).get("kind", "multiplier"))
-    horizon = int((cfg.get("target") or {}).get("horizon", 1))
+    # The forecast reads candles up to `now`: the run's `end` must not cut newer ones off.
+    recipe = replace(_recipe(winner), end=None)
+    trial = winner.config.get("trial") or {}
+    target, horizon = recipe.target, recipe.horizon
     lookback = int(trial["lookback"])
     columns = list(trial["columns"])
     step = TIMEFRAMES[timeframe]
     at = _utc(now)
-    data_path = Path(data) if data is not None else None
-    frame, source = _candles(winner, asset, timeframe, data_path)
+    raw = _candles(recipe, Path(data) if data is not None else None)
+    source, frame = raw.source, raw.frame
 
     # Only candles complete at `at`: an in-progress candle's close is not a close yet.
     complete = (frame["timestamp"] + step) <= at
     started = (frame["timestamp"] < at) & ~complete
     dropped = frame.loc[started, "timestamp"].iloc[-1] if started.any() else None
-    frame = frame[complete].reset_index(drop=True)
+    try:
+        ff = feature_frame(recipe, candles=replace(raw, frame=frame[complete].reset_index(drop=True)))
+    except KeyError as e:
+        raise DataError(f"{source}: the winner's indicators need column {e} that the candles lack") from None
+    frame = ff.candles.frame
+    since = f" since {recipe.start}" if recipe.start else ""
     if frame.empty:
-        raise DataError(f"{source}: no complete {timeframe} candle at {at:%Y-%m-%dT%H:%MZ}")
+        raise DataError(f"{source}: no complete {timeframe} candle{since} at {at:%Y-%m-%dT%H:%MZ}")
     last_open = frame["timestamp"].iloc[-1]
     made_at = last_open + step
     if at >= made_at + step:
@@ -186,34 +190,31 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
             f"{source}: stale data: the latest complete {timeframe} candle closed at {made_at:%Y-%m-%dT%H:%MZ}, "
             f"but it is {at:%Y-%m-%dT%H:%MZ}, so the candle a forecast would apply to has already closed; "
             "fetch newer candles (or pass --at to forecast as of an earlier time)")
-
-    pool = _pool(winner)
-    try:
-        feats, names, warm = compute_features(frame, pool)
-    except KeyError as e:
-        raise DataError(f"{source}: the winner's indicators need column {e} that the candles lack") from None
+    feats, names, warm = ff.features, ff.columns, ff.warmup
     missing = [c for c in columns if c not in names]
     if missing:
-        raise RunError(f"{winner.path}: the model uses {', '.join(missing)}, which the exported pool does not "
+        raise RunError(f"{winner.path}: the model uses {', '.join(missing)}, which the recorded pool does not "
                        "produce; export the winner again")
     need = warm + lookback
     if len(frame) < need:
         raise DataError(
             f"{source}: too short: {len(frame)} complete {timeframe} candles up to {last_open:%Y-%m-%dT%H:%MZ}"
-            f"{' since ' + str(cfg.get('data', {}).get('start')) if (cfg.get('data') or {}).get('start') else ''}; "
-            f"the winner needs at least {need} ({warm} indicator warm-up + a {lookback}-candle window)")
+            f"{since}; the winner needs at least {need} ({warm} indicator warm-up + a {lookback}-candle window)")
     ns = frame["timestamp"].dt.as_unit("ns").astype("int64").to_numpy()
     window_ns = ns[-lookback:]
     gaps = np.flatnonzero(np.diff(window_ns) != step.value)
     if len(gaps):
         g = pd.Timestamp(int(window_ns[gaps[0]]), unit="ns", tz="UTC")
+        fill = (f" (gap_policy ffill fills holes of at most {recipe.ffill_limit})" if recipe.gap_policy == "ffill"
+                else "")
         raise DataError(f"{source}: gap after the candle opened {g:%Y-%m-%dT%H:%MZ} inside the last {lookback} "
-                        "candles the model reads; fill the missing candles (fetch them again)")
+                        f"candles the model reads{fill}; fill the missing candles (fetch them again)")
     scaler = Scaler.from_json(json.loads((winner.path / "scaler.json").read_text(encoding="utf-8")))
     pos = {c: i for i, c in enumerate(names)}
     cols = np.array([pos[c] for c in columns], dtype=np.int64)
     if not np.isfinite(feats[-lookback:, cols]).all():
-        raise DataError(f"{source}: an indicator is undefined (NaN) inside the last {lookback} candles")
+        raise DataError(f"{source}: an indicator is undefined (NaN) inside the last {lookback} candles"
+                        f"{' (a funding/metric value missing or stale there?)' if recipe.funding_file or recipe.metric_files else ''}")
 
     n = len(frame)
     close = frame["close"].to_numpy(dtype=np.float64)

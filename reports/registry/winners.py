@@ -6,7 +6,11 @@ Registry layout::
     <registry>/<ASSET>_<TF>  ->  .versions/<ASSET>_<TF>/<stamp>-<trial>   (a relative symlink)
     <registry>/.versions/<ASSET>_<TF>/<stamp>-<trial>/
         config.yaml      resolved trial config plus data, target and window it needs
-        spec.yaml        the run's merged spec (the indicator pool, to rebuild features)
+        spec.yaml        the run's merged spec (for reading; the forecast does not need it)
+        recipe.json      the group's data recipe (``trainables.pipeline.DataRecipe.to_dict``):
+                         candle source, date range, gap policy, funding/metric tables
+                         (absolute paths), pool, target, horizon; the forecast rebuilds
+                         features from it through the training pipeline
         model.keras, scaler.json, trial.json, predictions.csv (test span), metrics.json
 
 A winner is replaced only by one that is better on the **same** validation span, target
@@ -26,14 +30,17 @@ import json
 import math
 import os
 import shutil
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from reports.collect import Run, Trial, load_run
-from trainables.errors import RunError
+from search_spaces.loader import load_spec, validate_raw
+from search_spaces.recipes import data_recipes
+from trainables.errors import RunError, TunefactoryError
+from trainables.pipeline import DataRecipe
 
 VERSIONS = ".versions"
 ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
@@ -94,7 +101,31 @@ def _jsonable(v: Any) -> Any:
     return v
 
 
-def _write_winner(dst: Path, run: Run, t: Trial) -> dict[str, Any]:
+def _abs(p: Path | None) -> Path | None:
+    return None if p is None else p.expanduser().resolve()
+
+
+def run_recipes(run: Run) -> dict[str, DataRecipe]:
+    """The data recipe of each group of a run (from its ``spec.yaml``), paths made absolute.
+
+    Relative candle folders and table files are resolved against the working directory
+    now, as the sweep resolved them, so a forecast run elsewhere still finds them.
+
+    Raises:
+        RunError: the run's spec no longer validates (one line).
+    """
+    spec_file = run.path / "spec.yaml"
+    try:
+        spec = load_spec(spec_file).spec if spec_file.is_file() else validate_raw(run.spec, run.path)
+    except TunefactoryError as e:
+        first = str(e).splitlines()[0] if str(e) else e.__class__.__name__
+        raise RunError(f"{spec_file}: cannot rebuild the data recipes of the run ({first})") from None
+    return {r.group: replace(r, path=_abs(r.path), funding_file=_abs(r.funding_file),
+                          metric_files=tuple(f.expanduser().resolve() for f in r.metric_files))
+            for r in data_recipes(spec)}
+
+
+def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe) -> dict[str, Any]:
     """Write every file of a winner into ``dst`` (flushed to disk); return its metrics."""
     g = run.groups[t.group]
     ck = t.checkpoint
@@ -125,6 +156,7 @@ def _write_winner(dst: Path, run: Run, t: Trial) -> dict[str, Any]:
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
     _write_text(dst / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    _write_text(dst / "recipe.json", json.dumps(recipe.to_dict(), indent=1))
     spec_file = run.path / "spec.yaml"
     _write_text(dst / "spec.yaml", spec_file.read_text(encoding="utf-8") if spec_file.is_file()
                 else yaml.safe_dump(run.spec, sort_keys=False))
@@ -259,6 +291,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
     reg = Path(registry)
     if reg.exists() and not reg.is_dir():
         raise RunError(f"{reg}: registry exists and is not a folder")
+    recipes = run_recipes(run)
     reg.mkdir(parents=True, exist_ok=True)
     lines = []
     for group, t in sorted(best.items()):
@@ -287,7 +320,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
         tmp.mkdir()
         try:
-            metrics = _write_winner(tmp, run, t)
+            metrics = _write_winner(tmp, run, t, recipes[group])
             version = vdir / f"{stamp}-{t.trial_id}"
             os.replace(tmp, version)
             _fsync_dir(vdir)
