@@ -25,8 +25,8 @@ sample before it (an expanding window: fold ``i+1`` also learns from chunk ``i``
 a purge of ``horizon`` samples (their labels would look into the chunk) and an optional
 embargo of ``--embargo N`` further candles. Its early-stopping validation slice is the
 END of its own training data (as long as the sweep's validation span, or the sweep's
-validation share of the training data when the rest would be shorter than that), with a purge of ``horizon`` between that
-slice and the rest of training. Fold 0 with no embargo therefore trains exactly as the
+validation share of the training data when the rest would be shorter than that), with a
+purge of ``horizon`` between that slice and the rest of training. Fold 0 with no embargo therefore trains exactly as the
 sweep did and scores the first chunk of its test span. A fold that would train on fewer
 than :data:`MIN_TRAIN` samples, or score fewer than :data:`MIN_EVAL`, is a
 :class:`~trainables.errors.RunError`. Without ``--folds`` the sweep's own split is used
