@@ -10,6 +10,10 @@ distinguishable from persistence**. Standard deviations are sample standard devi
 Files, under ``RUN_DIR/confirm/``: ``<name>/plan.json`` (maps each trial's ``index`` to
 its config) and ``<name>/trial_*/`` (read here), ``summary.json`` (per-run results and
 the ranking of the latest confirmation), ``ranking.csv`` and ``runs.csv`` (written here).
+``runs.csv`` has one row per seed x fold: the fold's ``train_end`` (last sample it learned
+from, early-stopping slice included), ``eval_start`` and ``eval_end`` (the samples it
+scored), ISO 8601 UTC, from the fold spans in ``plan.json``; the walk-forward scheme is
+explained in ``cluster.confirm``.
 """
 
 from __future__ import annotations
@@ -29,8 +33,14 @@ NOT_DISTINGUISHABLE = "not distinguishable from persistence"
 
 
 def read_runs(exp_dir: Path) -> pd.DataFrame:
-    """Per-run results of a confirmation experiment, read from its trial folders on disk."""
-    plan = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))["plan"]
+    """Per-run results of a confirmation experiment, read from its trial folders on disk.
+
+    Each run carries its fold's ``train_end``, ``eval_start`` and ``eval_end`` (empty for a
+    confirmation written before ``plan.json`` held them).
+    """
+    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    plan = meta["plan"]
+    spans = {(g, int(s["fold"])): s for g, folds in (meta.get("folds_spans") or {}).items() for s in folds}
     seen: dict[int, dict[str, Any]] = {}
     for d in sorted(exp_dir.glob("trial_*")):
         t = load_trial(d) if d.is_dir() else None
@@ -46,6 +56,8 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
     rows = []
     for e in plan:
         r = {k: e[k] for k in ("index", "group", "trial_id", "search_rank", "family", "seed_index", "seed", "fold")}
+        span = spans.get((e["group"], int(e["fold"])), {})
+        r.update({k: span.get(k, "") for k in ("train_end", "eval_start", "eval_end")})
         r.update(seen.get(int(e["index"]), {"status": "missing"}))
         rows.append(r)
     return pd.DataFrame(rows)

@@ -45,8 +45,8 @@ def _cmd_confirm(a: argparse.Namespace) -> int:
     from reports.build import build_report
     from reports.confirmation import summary_lines
 
-    summary = run_confirmation(a.run_dir, top_k=a.top_k, seeds=a.seeds, folds=a.folds, address=a.address,
-                               num_cpus=a.num_cpus)
+    summary = run_confirmation(a.run_dir, top_k=a.top_k, seeds=a.seeds, folds=a.folds, embargo=a.embargo,
+                               address=a.address, num_cpus=a.num_cpus)
     for line in summary_lines(summary):
         print(line)
     out = build_report(a.run_dir)
@@ -100,7 +100,10 @@ def register(sub: Any) -> None:
     c.add_argument("run_dir", type=Path)
     c.add_argument("--top-k", type=int, default=3, help="configs per asset/timeframe (default 3)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per config (default 3)")
-    c.add_argument("--folds", type=int, help="walk-forward folds (default: the sweep's split only)")
+    c.add_argument("--folds", type=int, help="walk-forward folds: the sweep's test span in F chunks, each "
+                   "scored after training on everything before it (default: the sweep's split only)")
+    c.add_argument("--embargo", type=int, default=0,
+                   help="candles dropped before each fold's chunk on top of the horizon purge (default 0)")
     c.add_argument("--address", help="Ray cluster address ('auto' inside a cluster); default: local Ray")
     c.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
     c.set_defaults(fn=_cmd_confirm)

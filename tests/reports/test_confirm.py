@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import json
 import math
@@ -11,8 +12,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from cluster.confirm import plan_confirmation, walk_forward
-from reports.confirmation import NOT_DISTINGUISHABLE, aggregate
+from cluster.confirm import fold_datasets, plan_confirmation, walk_forward
+from reports.confirmation import NOT_DISTINGUISHABLE, aggregate, read_runs
 from tests.reports.conftest import copy_run
 from trainables.errors import RunError
 
@@ -26,21 +27,65 @@ def prepared() -> object:
     return prepare(load_candles("BTC-USDT", "1d"), [make_member("log_return")], horizon=2, max_lookback=8)
 
 
-def test_walk_forward_folds_step_back_by_one_test_span(prepared) -> None:  # type: ignore[no-untyped-def]
+@pytest.mark.parametrize("embargo", [0, 3])
+def test_walk_forward_scores_only_samples_after_the_selection_span(prepared, embargo: int) -> None:  # type: ignore[no-untyped-def]
     p = prepared
-    folds = walk_forward(p, 3)
-    last = folds[-1]
-    assert np.array_equal(last.train_idx, p.train_idx) and np.array_equal(last.test_idx, p.test_idx)
-    for f, nxt in itertools.pairwise(folds):
-        assert len(f.test_idx) == len(p.test_idx)
-        assert f.test_idx[-1] < nxt.test_idx[0]  # consecutive, non-overlapping test spans
+    folds = walk_forward(p, 3, embargo=embargo)
+    # The chunks are consecutive and cover the sweep's test span exactly.
+    assert np.array_equal(np.concatenate([f.test_idx for f in folds]), p.test_idx)
+    assert [len(f.test_idx) for f in folds] == [len(c) for c in np.array_split(p.test_idx, 3)]
     for f in folds:
-        assert f.train_idx[-1] + p.horizon <= f.val_idx[0]  # purged: no label reaches the next span
-        assert f.val_idx[-1] + p.horizon <= f.test_idx[0]
-        assert len(np.intersect1d(f.train_idx, f.test_idx)) == 0
-    assert len(folds[0].train_idx) < len(folds[1].train_idx) < len(folds[2].train_idx)
-    with pytest.raises(RunError, match="use fewer folds"):
-        walk_forward(p, 20)
+        # Every scored sample lies strictly after the span that ranked the configs ...
+        assert f.test_idx[0] > p.val_idx[-1]
+        # ... and after the fold's own training data, the horizon purge and the embargo.
+        learned = np.union1d(f.train_idx, f.val_idx)
+        assert learned[-1] + p.horizon + embargo <= f.test_idx[0]
+        assert f.train_idx[-1] + p.horizon <= f.val_idx[0]  # purge before the early-stopping slice
+        assert len(f.val_idx) == len(p.val_idx)  # training data long enough: the sweep's length
+        # The fold learns from everything before its chunk (less purge and embargo).
+        before = np.union1d(np.union1d(p.train_idx, p.val_idx), p.test_idx)
+        before = before[before + p.horizon + embargo <= f.test_idx[0]]
+        assert np.array_equal(learned, np.setdiff1d(before, before[(before > f.val_idx[0] - p.horizon)
+                                                                   & (before < f.val_idx[0])]))
+    for a, b in itertools.pairwise(folds):
+        assert a.train_idx[-1] < b.train_idx[-1] and len(a.train_idx) < len(b.train_idx)  # expanding
+        assert a.train_idx[0] == b.train_idx[0]
+    if embargo == 0:  # fold 0 trains exactly as the sweep did
+        assert np.array_equal(folds[0].train_idx, p.train_idx) and np.array_equal(folds[0].val_idx, p.val_idx)
+
+
+def test_walk_forward_too_few_samples_is_one_line_naming_fold_and_counts(prepared) -> None:  # type: ignore[no-untyped-def]
+    p = prepared
+    n = len(p.test_idx) // 9 + 1  # chunks of at most 9 samples
+    with pytest.raises(RunError, match=rf"^BTC-USDT/1d: --folds {n}: fold 0 would train on \d+ samples \(need at "
+                       rf"least 30\), validate on \d+ \(need 10\) and score [0-9] \(need 10\); use fewer folds$"):
+        walk_forward(p, n)
+    short = dataclasses.replace(p, train_idx=p.train_idx[:20])  # too little before the test span
+    with pytest.raises(RunError, match=r"fold 0 would train on ([0-9]|[12][0-9]) samples \(need at least 30\)"):
+        walk_forward(short, 2, embargo=len(p.val_idx))
+    with pytest.raises(RunError, match="--embargo must be >= 0"):
+        walk_forward(p, 2, embargo=-1)
+
+
+def test_fold_spans_and_read_runs_carry_iso_train_and_eval_bounds(prepared, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    _, spans = fold_datasets({"BTC-USDT/1d": prepared}, 2, embargo=1)
+    plan = [{"index": i, "group": "BTC-USDT/1d", "trial_id": "t", "search_rank": 1, "family": "mlp",
+             "seed_index": 0, "seed": 7, "fold": i} for i in range(2)]
+    (tmp_path / "plan.json").write_text(json.dumps({"folds_spans": spans, "plan": plan}))
+    runs = read_runs(tmp_path)
+    assert {"fold", "train_end", "eval_start", "eval_end"} <= set(runs.columns)
+    assert list(runs["fold"]) == [0, 1] and set(runs["status"]) == {"missing"}
+    for col in ("train_end", "eval_start", "eval_end"):
+        assert runs[col].str.fullmatch(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}Z").all()
+    t = runs[["train_end", "eval_start", "eval_end"]].apply(lambda c: pd.to_datetime(c, utc=True))
+    assert (t["train_end"] < t["eval_start"]).all() and (t["eval_start"] <= t["eval_end"]).all()
+    assert t["eval_end"][0] < t["eval_start"][1] and t["train_end"][0] < t["train_end"][1]
+    assert runs["eval_start"][0] == prepared.span(prepared.test_idx)[0]
+    assert runs["eval_end"][1] == prepared.span(prepared.test_idx)[1]
+    # Without folds: the sweep's own split, its test span scored.
+    _, own = fold_datasets({"BTC-USDT/1d": prepared}, None)
+    assert own["BTC-USDT/1d"][0]["eval_start"] == prepared.span(prepared.test_idx)[0]
+    assert own["BTC-USDT/1d"][0]["train_end"] == prepared.span(prepared.val_idx)[1]
 
 
 def test_plan_and_argument_errors(small_run: Path) -> None:
@@ -64,6 +109,10 @@ def test_cli_confirm_error_exits_2(small_run: Path, capsys: pytest.CaptureFixtur
 
     assert main(["confirm", str(small_run), "--top-k", "0"]) == 2
     assert capsys.readouterr().err.strip() == "--top-k must be >= 1; got 0"
+    assert main(["confirm", str(small_run), "--embargo", "-1", "--folds", "2"]) == 2
+    assert capsys.readouterr().err.strip() == "--embargo must be >= 0; got -1"
+    assert main(["confirm", str(small_run), "--embargo", "3"]) == 2
+    assert capsys.readouterr().err.strip().startswith("--embargo needs --folds")
 
 
 def test_aggregate_ranks_by_mean_test_rmse_and_flags_noise() -> None:
@@ -113,11 +162,24 @@ def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp
     expected = NOT_DISTINGUISHABLE if abs(skill.mean()) <= skill.std(ddof=1) else None
     if expected:
         assert row["verdict"] == expected
-    # Fold 1 is the sweep's own split: its persistence RMSE is the run's test baseline.
-    groups = json.loads((run / "groups.json").read_text())["groups"]
-    fold1 = [r for r in summary["runs"] if r["fold"] == 1]
-    assert all(r["test_persistence_rmse"] == pytest.approx(groups["BTC-USDT/1d"]["persistence_rmse"]["test"])
-               for r in fold1)
+    # The folds score the sweep's test span, in two consecutive chunks, never its validation
+    # span (which ranked the configs); runs.csv says what each run learned from and scored.
+    spans = json.loads((run / "groups.json").read_text())["groups"]["BTC-USDT/1d"]["spans"]
+    runs = pd.read_csv(run / "confirm" / "runs.csv")
+    assert len(runs) == 4 and sorted(runs["fold"]) == [0, 0, 1, 1]
+    t = runs[["train_end", "eval_start", "eval_end"]].apply(lambda c: pd.to_datetime(c, utc=True, format="ISO8601"))
+    assert (t["eval_start"] > pd.Timestamp(spans["val"][1])).all() and (t["train_end"] < t["eval_start"]).all()
+    by_fold = runs.drop_duplicates("fold").set_index("fold")
+    assert by_fold.loc[0, "eval_start"] == spans["test"][0] and by_fold.loc[1, "eval_end"] == spans["test"][1]
+    assert pd.Timestamp(by_fold.loc[0, "eval_end"]) < pd.Timestamp(by_fold.loc[1, "eval_start"])
+    assert by_fold.loc[0, "train_end"] == spans["val"][1]  # fold 0 learns from what the sweep learned from
+    # The ranking's means and stds, recomputed from runs.csv.
+    ranking = pd.read_csv(run / "confirm" / "ranking.csv").set_index("trial_id")
+    for tid, g in runs[runs["status"] == "finished"].groupby("trial_id"):
+        assert ranking.loc[tid, "test_rmse_mean"] == pytest.approx(g["test_rmse"].mean())
+        assert ranking.loc[tid, "test_rmse_std"] == pytest.approx(g["test_rmse"].std(ddof=1))
+        assert ranking.loc[tid, "test_skill_mean"] == pytest.approx(g["test_skill"].mean())
+        assert ranking.loc[tid, "test_skill_std"] == pytest.approx(g["test_skill"].std(ddof=1))
 
     build_report(run)
     html = (run / "report" / "index.html").read_text()
