@@ -6,6 +6,7 @@ daily candles) made once per test session and shared by the report and export te
 
 from __future__ import annotations
 
+import contextlib
 import os
 import textwrap
 from collections.abc import Iterator
@@ -50,19 +51,32 @@ TINY_SPEC = textwrap.dedent("""\
     """)
 
 
-@pytest.fixture(autouse=True)
-def _restore_indicator_registry() -> Iterator[None]:
-    """Specs with funding/metric sources register indicators process-wide; undo it after
-    each test so every test sees the candle indicators only (as a fresh process does)."""
+@contextlib.contextmanager
+def indicator_registry_restored() -> Iterator[None]:
+    """Undo, on exit, what specs with funding/metric sources registered process-wide.
+
+    For fixtures of a wider scope than a test (a module fixture that runs a funding sweep),
+    which the per-test reset below cannot see.
+    """
     from trainables.features.indicators import INDICATORS
     from trainables.features.table_indicators import METRIC_INDICATORS
 
     before, before_m = dict(INDICATORS), dict(METRIC_INDICATORS)
-    yield
-    INDICATORS.clear()
-    INDICATORS.update(before)
-    METRIC_INDICATORS.clear()
-    METRIC_INDICATORS.update(before_m)
+    try:
+        yield
+    finally:
+        INDICATORS.clear()
+        INDICATORS.update(before)
+        METRIC_INDICATORS.clear()
+        METRIC_INDICATORS.update(before_m)
+
+
+@pytest.fixture(autouse=True)
+def _restore_indicator_registry() -> Iterator[None]:
+    """Specs with funding/metric sources register indicators process-wide; undo it after
+    each test so every test sees the candle indicators only (as a fresh process does)."""
+    with indicator_registry_restored():
+        yield
 
 
 @pytest.fixture(scope="session")

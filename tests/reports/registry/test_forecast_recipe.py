@@ -11,6 +11,7 @@ import pandas as pd
 import pytest
 
 from reports.registry.forecast import forecast
+from tests.conftest import indicator_registry_restored
 from trainables.data.candles import EMBEDDED_DIR
 from trainables.errors import RunError
 from trainables.pipeline import DataRecipe
@@ -60,9 +61,10 @@ def funding_registry(tmp_path_factory: pytest.TempPathFactory, ray_local: None) 
     raw[pd.to_datetime(raw["timestamp"], utc=True) != HOLE].to_csv(candles / "BTC-USDT_1d.csv", index=False)
     spec = d / "fundgap.yaml"
     spec.write_text(SPEC.format(path=candles))
-    run = run_sweep(load_spec(spec), name="fundgap", storage=str(d / "runs"))
     reg = d / "winners"
-    export_run(run, reg)
+    with indicator_registry_restored():  # the funding indicators must not leak into later modules
+        run = run_sweep(load_spec(spec), name="fundgap", storage=str(d / "runs"))
+        export_run(run, reg)
     return reg
 
 
