@@ -62,7 +62,7 @@ def main() -> None:
     a = ap.parse_args()
 
     from cluster.searcher import GroupedSearcher
-    from cluster.sweep import prepare_groups
+    from search_spaces.recipes import prepare_groups
     from search_spaces.loader import load_spec
 
     overrides = [f"data.assets=[{a.asset}]", f"data.timeframes=[{a.timeframe}]", "search.algorithm=random",

@@ -64,7 +64,7 @@ def main() -> None:
         return
 
     from cluster.searcher import GroupedSearcher
-    from cluster.sweep import prepare_groups
+    from search_spaces.recipes import prepare_groups
     from cluster.tune_trial import worker_rss_mb
     from search_spaces.loader import load_spec
     from trainables.trial.fit import fit_trial
