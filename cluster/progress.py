@@ -46,6 +46,9 @@ class Progress:
             return
         ratio = res.get(METRIC)
         skill = f"{(1 - ratio) * 100:+.2f}% vs persistence" if ratio else "no result"
+        # Ray 2.60 marks a trial ASHA stopped with done=True on its last result too; only a
+        # trial that ran to its end reports the test scores (in its final row).
+        stopped = "test_rmse" not in res
         print(f"{head} val_rmse_best={res.get('val_rmse_best', float('nan')):.5g} ({skill}) "
-              f"epochs={res.get('epoch', '?')}{'' if res.get('done') else ' (stopped by ASHA)'}",
+              f"epochs={res.get('epoch', '?')}{' (stopped by ASHA)' if stopped else ''}",
               file=out, flush=True)
