@@ -24,6 +24,7 @@ import json
 import logging
 import math
 import os
+import sys
 import threading
 import time
 import warnings
@@ -80,10 +81,17 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
             raise ClusterError(f"cannot connect to a Ray cluster at {address} ({str(e).splitlines()[0]}); "
                                "inside a cluster use --address auto") from None
         return False
+    # Without --address the sweep is local, whatever the environment says: ray.init()
+    # with no address joins the cluster named by RAY_ADDRESS or by the address file a past
+    # `ray start` left in Ray's temp dir (and then fails on _system_config with a
+    # traceback); address="local" always starts a new instance.
+    if os.environ.get("RAY_ADDRESS"):
+        print(f"tunefactory: ignoring RAY_ADDRESS={os.environ['RAY_ADDRESS']} (a local sweep); "
+              "pass --address to join a cluster", file=sys.stderr, flush=True)
     # No pre-started workers: trial actors cannot use them (they carry the job's
     # runtime_env), and starting them competed with Ray's own start-up for the CPUs:
     # Tune's first trial started ~1.5 s later with them on a 2-core machine.
-    ray.init(num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
+    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
              _node_ip_address="127.0.0.1",
              _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
     return True
