@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
 import sys
 import tempfile
 import threading
@@ -40,7 +41,7 @@ from cluster.tune_trial import train_trial
 from search_spaces.loader import LoadedSpec, load_spec
 from search_spaces.recipes import prepare_groups
 from search_spaces.schema import Spec
-from trainables.errors import RunError
+from trainables.errors import Interrupted, RunError
 from trainables.features.dataset import Prepared
 
 __all__ = ["METRIC", "WORKER_ENV", "build_tuner", "group_summary", "init_ray", "prepare_groups",
@@ -146,10 +147,21 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
     """Run the trials, then the report, while a local Ray instance shuts down alongside.
 
     Stopping Ray's processes takes ~1.3 s; the report needs only the files on storage.
+
+    Raises:
+        Interrupted: SIGINT (exit 130) or SIGTERM (exit 143) stopped the sweep; Tune saved
+            its state, and the message is the resume command.
     """
     _in_background(_import_importance, "report-imports")
     t1 = time.perf_counter()
-    tuner.fit()
+    with rt.stop_on_signals() as sig:
+        tuner.fit()
+    if sig.signum is not None:
+        if started_ray:
+            rt.shutdown_in_background().join()
+        raise Interrupted(f"tunefactory: sweep interrupted by {signal.Signals(sig.signum).name}; its trials so far "
+                          f"are kept: continue it with `tunefactory resume {location}`",
+                          exit_code=128 + sig.signum)
     print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", flush=True)
     stopper = rt.shutdown_in_background() if started_ray else None
     out = write_report(location)
@@ -184,7 +196,8 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
     write_run_header(location, loaded, datasets, prepare_seconds=prep_s)
     print(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {location}",
           flush=True)
-    return _fit_and_finish(build_tuner(spec, datasets, location), location, started_ray=started)
+    tuner = build_tuner(spec, datasets, location)
+    return _fit_and_finish(tuner, location, started_ray=started)
 
 
 def _load_run_spec(location: str) -> LoadedSpec:

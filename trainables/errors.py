@@ -20,3 +20,11 @@ class DataError(TunefactoryError):
 
 class RunError(TunefactoryError):
     """A run directory is missing, incomplete or was produced by another spec."""
+
+
+class Interrupted(TunefactoryError):
+    """A sweep stopped by SIGINT (exit 130) or SIGTERM (exit 143); its folder can be resumed."""
+
+    def __init__(self, message: str, *, exit_code: int) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code

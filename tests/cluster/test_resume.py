@@ -9,6 +9,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import pytest
 import yaml
 
 from tests.cluster.helpers import BIN, ROOT, descendants, ray_env, stop_tree
@@ -81,3 +82,48 @@ def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path: Path, t
     board = pd.read_csv(run / "report" / "leaderboard.csv")
     assert sorted(board["trial_id"].astype(str)) == sorted(t.name.removeprefix("trial_") for t in trials)
     assert set(board["status"]) == {"finished"}
+
+
+@pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
+def test_sigint_and_sigterm_stop_cleanly_then_resume_finishes_every_trial_once(
+        tmp_path: Path, tiny_spec_text: str, sig: signal.Signals, code: int) -> None:
+    raw = yaml.safe_load(tiny_spec_text)
+    raw["search"]["num_samples"] = 5
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(yaml.safe_dump(raw))
+    run = tmp_path / "runs" / "sig"
+    env = ray_env(None)
+    env.pop("RAY_AUTH_MODE", None)
+    driver = subprocess.Popen(
+        [str(BIN / "tunefactory"), "run", str(spec), "--name", "sig", "--storage", str(tmp_path / "runs"),
+         "--num-cpus", "2"], cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        start_new_session=True)
+    tree: list[int] = []
+    try:
+        deadline = time.monotonic() + 240
+        while time.monotonic() < deadline and driver.poll() is None and not (run.is_dir() and _finished(run)):
+            time.sleep(0.3)
+        assert driver.poll() is None, "the sweep ended before the signal"
+        tree = descendants(driver.pid)
+        os.kill(driver.pid, sig)
+        out, err = driver.communicate(timeout=120)
+    finally:
+        if driver.poll() is None:
+            driver.kill()
+        stop_tree(tree, grace=10)
+    assert driver.returncode == code, out[-2000:] + err[-3000:]
+    last = [ln for ln in err.splitlines() if ln.strip()][-1]
+    assert last.startswith(f"tunefactory: sweep interrupted by {sig.name}") and f"`tunefactory resume {run}`" in last
+    assert "Traceback" not in err and "sweep finished" not in out
+    before = _finished(run)
+    assert 1 <= len(before) < 5
+
+    res = subprocess.run([str(BIN / "tunefactory"), "resume", str(run), "--num-cpus", "2"], cwd=ROOT, env=env,
+                         capture_output=True, text=True, timeout=600, check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
+    trials = sorted(run.glob("trial_*"))
+    assert len(trials) == 5
+    for d in trials:
+        assert len(_final_rows(d)) == 1, d.name
+    for name, content in before.items():
+        assert (run / name / "result.json").read_bytes() == content, name
