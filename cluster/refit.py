@@ -18,6 +18,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from trainables.errors import RunError
 from trainables.pipeline import DataRecipe, prepare_refit
 
 
@@ -36,8 +37,11 @@ def production_refit(*, data: Path | None = None, through: dt.datetime | None = 
     def refit(recipe: DataRecipe, config: dict[str, Any], epochs: int, out: Path) -> dict[str, Any]:
         keras_runtime.configure_tensorflow(threads or os.cpu_count() or 1)
         prepared = prepare_refit(recipe, path=data, through=through)
-        info = fit_fixed_epochs({**config, "group": recipe.group, "asset": recipe.asset,
-                                 "timeframe": recipe.timeframe}, prepared, epochs=epochs, save_dir=out)
+        try:
+            info = fit_fixed_epochs({**config, "group": recipe.group, "asset": recipe.asset,
+                                     "timeframe": recipe.timeframe}, prepared, epochs=epochs, save_dir=out)
+        except keras_runtime.TrialDiverged as e:
+            raise RunError(f"{recipe.group}: the production refit diverged ({e}); the current winner is kept") from None
         info["data"] = str(data if data is not None else recipe.path or "embedded")
         return info
 

@@ -173,3 +173,31 @@ def test_no_refit_exports_the_selection_model_only_and_forecast_says_so(
     assert f"{_iso(t)}" in out and "warning: the selection model learned from candles through" in out
     scaler = Scaler.from_json(json.loads((w.path / "selection" / "scaler.json").read_text()))
     assert scaler.y_std > 0
+
+
+def test_a_failing_refit_publishes_nothing_and_keeps_the_current_winner(prod: dict) -> None:
+    from reports.registry.winners import export_run, refit_registry
+    from tests.reports.conftest import copy_run, rewrite_results, winner_dir
+    from trainables.errors import RunError
+
+    reg = prod["dir"] / "failing"
+    shutil.copytree(prod["reg"], reg, symlinks=True)
+    before = load_winner(reg, "BTC-USDT", "1d")
+    history = (reg / "history.jsonl").read_text()
+
+    def boom(recipe, config, epochs, out):  # type: ignore[no-untyped-def]
+        out.mkdir()
+        (out / "model.keras").write_text("half written")
+        raise RunError(f"{recipe.group}: the production refit diverged")
+
+    with pytest.raises(RunError, match="diverged"):
+        refit_registry(reg, boom)
+    better = copy_run(Path(before.metrics["run"]), prod["dir"] / "better")
+    rewrite_results(winner_dir(better), lambda r: {**r, "val_rmse_best": r["val_rmse_best"] * 0.5}
+                    if "val_rmse_best" in r else r)
+    with pytest.raises(RunError, match="diverged"):
+        export_run(better, reg, refit=boom)
+    after = load_winner(reg, "BTC-USDT", "1d")
+    assert after.path == before.path and after.metrics == before.metrics
+    assert (reg / "history.jsonl").read_text() == history
+    assert [p.name for p in (reg / ".versions" / "BTC-USDT_1d").iterdir() if p.name.startswith(".")] == []
