@@ -7,8 +7,15 @@ same candle source and resampling, the same ``data.start`` (EWM-based indicators
 where the series starts), the same gap policy and funding/metric tables, the whole
 indicator pool computed once (every indicator is causal). Only ``data.end`` is lifted, so
 newer candles count. The trial's columns are then standardised by the saved scaler and cut
-into one window with :func:`trainables.features.dataset.windows`. A forecast made from
-candles up to ``t`` therefore equals the model's test-span prediction for ``t``.
+into one window with :func:`trainables.features.dataset.windows`. A forecast of the
+selection model (``--model selection``) made from candles up to ``t`` therefore equals its
+test-span prediction for ``t`` (``selection/predictions.csv``).
+
+By default the forecast uses the winner's production model (``production/``: the same
+config refit on every labelled sample, with its own scaler), says which model it used and
+how recent its training data are, and warns when they end more than ``max_age`` candles
+before the candles it reads. A winner without one (older export, ``--no-refit``) uses the
+selection model and says so.
 """
 
 from __future__ import annotations
@@ -104,7 +111,8 @@ class Forecast:
         if self.dropped_open is not None:
             out.append(f"note: left out the in-progress candle opened {self.dropped_open:{f}}")
         if isinstance(skill, (int, float)) and skill <= 0:
-            out.append("warning: this model did not beat persistence (next close = last close) on its test span; "
+            scored = "this model" if self.model == "selection" else "the selection model this one refits"
+            out.append(f"warning: {scored} did not beat persistence (next close = last close) on its test span; "
                        "treat the forecast as noise")
         return out
 
