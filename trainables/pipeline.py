@@ -26,7 +26,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from trainables.data.candles import Candles, fill_gaps, load_candles
+from trainables.data.candles import TIMEFRAMES, Candles, fill_gaps, load_candles
 from trainables.errors import RunError
 from trainables.features.dataset import Prepared, Split, prepare
 from trainables.features.indicators import PoolMember, compute_features
@@ -263,6 +263,32 @@ def prepare_group(recipe: DataRecipe) -> Prepared:
                   split=r.split, intraday=intraday)
     out.meta["filled_candles"] = filled
     return out
+
+
+def prepare_refit(recipe: DataRecipe, *, path: Path | None = None, through: dt.datetime | None = None) -> Prepared:
+    """The group with *every* labelled sample as training (a production refit).
+
+    The recipe's date range and split give way: the data run from ``start`` through the
+    last candle complete at ``through`` (default: now), and no sample is held out
+    (:meth:`Split.everything`), so the last training sample is the last candle whose
+    target is known. Features, gap policy and tables are the recipe's, as in training.
+
+    Args:
+        recipe: the group's recipe (as recorded at export).
+        path: a candle folder to read instead of the recipe's (newer candles).
+        through: candles not complete at this UTC time are left out.
+
+    Raises:
+        DataError: a candle or table file breaks a rule.
+        TunefactoryError: fewer than 10 usable samples.
+    """
+    step = TIMEFRAMES[recipe.timeframe]
+    now = pd.Timestamp(through if through is not None else dt.datetime.now(dt.timezone.utc))
+    now = now.tz_localize("UTC") if now.tzinfo is None else now.tz_convert("UTC")
+    # ``end`` is exclusive on open times: a candle opening at now - step closes at now.
+    end = (now - step + pd.Timedelta(microseconds=1)).tz_localize(None).isoformat()
+    return prepare_group(dataclasses.replace(recipe, split=Split.everything(), end=end,
+                                             path=path if path is not None else recipe.path))
 
 
 def prepare_groups(recipes: Sequence[DataRecipe]) -> dict[str, Prepared]:

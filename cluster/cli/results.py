@@ -1,4 +1,4 @@
-"""CLI commands on results: ``report``, ``export``, ``forecast`` and ``confirm`` (registered by ``cluster.cli``).
+"""CLI commands on results: ``report``, ``export``, ``refit``, ``forecast`` and ``confirm`` (registered by ``cluster.cli``).
 
 Every user error raises a :class:`~trainables.errors.TunefactoryError`, which the CLI
 prints as one line (exit 2). Each command imports what it runs when it runs (as every
@@ -26,7 +26,21 @@ def _cmd_report(a: argparse.Namespace) -> int:
 def _cmd_export(a: argparse.Namespace) -> int:
     from reports.registry.winners import export_run
 
-    for line in export_run(a.run_dir, a.registry, force=a.force):
+    refit = None
+    if not a.no_refit:
+        from cluster.refit import production_refit
+
+        refit = production_refit(data=a.data)
+    for line in export_run(a.run_dir, a.registry, force=a.force, refit=refit):
+        print(line)
+    return 0
+
+
+def _cmd_refit(a: argparse.Namespace) -> int:
+    from cluster.refit import production_refit
+    from reports.registry.winners import refit_registry
+
+    for line in refit_registry(a.registry, production_refit(data=a.data), asset=a.asset, timeframe=a.timeframe):
         print(line)
     return 0
 
@@ -34,7 +48,8 @@ def _cmd_export(a: argparse.Namespace) -> int:
 def _cmd_forecast(a: argparse.Namespace) -> int:
     from reports.registry.forecast import forecast
 
-    fc = forecast(a.asset, a.timeframe, registry=a.registry, data=a.data, now=a.at)
+    fc = forecast(a.asset, a.timeframe, registry=a.registry, data=a.data, now=a.at, model=a.model,
+                  max_age=a.max_age)
     for line in fc.lines():
         print(line)
     return 0
@@ -75,7 +90,7 @@ def _timestamp(text: str) -> Any:
 
 
 def register(sub: Any) -> None:
-    """Add ``report``, ``export``, ``forecast`` and ``confirm`` to the ``tunefactory`` subcommands."""
+    """Add ``report``, ``export``, ``refit``, ``forecast`` and ``confirm`` to the ``tunefactory`` subcommands."""
     rp = sub.add_parser("report", help="(re)write RUN_DIR/report/ from the files on disk")
     rp.add_argument("run_dir", type=Path)
     rp.add_argument("--top-k", type=int, default=10, help="best trials the indicator chart compares (default 10)")
@@ -86,7 +101,17 @@ def register(sub: Any) -> None:
     e.add_argument("run_dir", type=Path)
     e.add_argument("--registry", type=Path, default=Path("winners"))
     e.add_argument("--force", action="store_true", help="replace even a better or differently judged winner")
+    e.add_argument("--no-refit", action="store_true",
+                   help="export the scored (selection) model only; no production model trained on all the data")
+    e.add_argument("--data", type=Path, help="candle folder for the production refit (default: the run's)")
     e.set_defaults(fn=_cmd_export)
+
+    r = sub.add_parser("refit", help="retrain the registry's production models on newer candles (no search)")
+    r.add_argument("registry", type=Path)
+    r.add_argument("--asset", help="only this asset (default: every winner)")
+    r.add_argument("--timeframe", help="only this timeframe (default: every winner)")
+    r.add_argument("--data", type=Path, help="candle folder (default: where the run read its candles)")
+    r.set_defaults(fn=_cmd_refit)
 
     f = sub.add_parser("forecast", help="next-candle forecast of an exported winner from the latest candles")
     f.add_argument("--asset", required=True, help="e.g. BTC-USDT")
@@ -94,6 +119,10 @@ def register(sub: Any) -> None:
     f.add_argument("--registry", type=Path, default=Path("winners"))
     f.add_argument("--data", type=Path, help="candle file or folder (default: where the run read its candles)")
     f.add_argument("--at", type=_timestamp, help="forecast as of this UTC time (later candles are ignored)")
+    f.add_argument("--model", choices=("production", "selection"), default="production",
+                   help="production (refit on all data; default, when exported) or selection (the scored model)")
+    f.add_argument("--max-age", type=int, default=30,
+                   help="warn when the model's training ended more than this many candles before the data (30)")
     f.set_defaults(fn=_cmd_forecast)
 
     c = sub.add_parser("confirm", help="re-train the top-k configs per asset/timeframe with new seeds (and folds)")

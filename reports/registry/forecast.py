@@ -7,8 +7,15 @@ same candle source and resampling, the same ``data.start`` (EWM-based indicators
 where the series starts), the same gap policy and funding/metric tables, the whole
 indicator pool computed once (every indicator is causal). Only ``data.end`` is lifted, so
 newer candles count. The trial's columns are then standardised by the saved scaler and cut
-into one window with :func:`trainables.features.dataset.windows`. A forecast made from
-candles up to ``t`` therefore equals the model's test-span prediction for ``t``.
+into one window with :func:`trainables.features.dataset.windows`. A forecast of the
+selection model (``--model selection``) made from candles up to ``t`` therefore equals its
+test-span prediction for ``t`` (``selection/predictions.csv``).
+
+By default the forecast uses the winner's production model (``production/``: the same
+config refit on every labelled sample, with its own scaler), says which model it used and
+how recent its training data are, and warns when they end more than ``max_age`` candles
+before the candles it reads. A winner without one (older export, ``--no-refit``) uses the
+selection model and says so.
 """
 
 from __future__ import annotations
@@ -49,6 +56,10 @@ class Forecast:
         price: forecast close price (None for volatility targets).
         dropped_open: open time of an in-progress candle that was left out, if any.
         winner: the winner's metrics (trial id, run, test skill...).
+        model: ``production`` (refit on all labelled data) or ``selection`` (the scored model).
+        trained_through: open time of the last candle whose target that model learned from.
+        notes: which model and why, and an age warning when its training ended long before
+            the data it forecasts from.
     """
 
     asset: str
@@ -66,6 +77,9 @@ class Forecast:
     price: float | None
     dropped_open: pd.Timestamp | None
     winner: dict[str, Any]
+    model: str = "selection"
+    trained_through: pd.Timestamp | None = None
+    notes: tuple[str, ...] = ()
 
     @property
     def ret(self) -> float | None:
@@ -85,7 +99,10 @@ class Forecast:
             f"made at     {self.made_at:{f}} (close of the candle opened {self.last_open:{f}}, close "
             f"{self.last_close:.8g})",
             f"applies to  close of the candle opening {self.applies_open:{f}} (closes {self.applies_close:{f}})",
+            f"model       {self.model}, trained through "
+            + (f"{self.trained_through:{f}}" if self.trained_through is not None else "an unknown date"),
         ]
+        out += list(self.notes)
         if self.target not in ("multiplier",):
             out.append(f"{self.target:<11} {self.value:.8g}  ({self.unit})")
         if self.multiplier is not None and self.price is not None:
@@ -94,7 +111,8 @@ class Forecast:
         if self.dropped_open is not None:
             out.append(f"note: left out the in-progress candle opened {self.dropped_open:{f}}")
         if isinstance(skill, (int, float)) and skill <= 0:
-            out.append("warning: this model did not beat persistence (next close = last close) on its test span; "
+            scored = "this model" if self.model == "selection" else "the selection model this one refits"
+            out.append(f"warning: {scored} did not beat persistence (next close = last close) on its test span; "
                        "treat the forecast as noise")
         return out
 
@@ -141,7 +159,7 @@ def _utc(ts: pd.Timestamp | str | None) -> pd.Timestamp:
 
 
 def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", data: Path | str | None = None,
-             now: pd.Timestamp | str | None = None) -> Forecast:
+             now: pd.Timestamp | str | None = None, model: str = "production", max_age: int = 30) -> Forecast:
     """Forecast the next candle of (asset, timeframe) with the registry's winner.
 
     Args:
@@ -151,6 +169,11 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
         data: a candle file or a folder of candle files (default: where the run read them).
         now: the time to forecast at (default: the current UTC time). Candles that are not
             complete at ``now`` are left out, so a past ``now`` reproduces a past forecast.
+        model: ``production`` (the refit on all labelled data; the selection model, with a
+            note, when the winner has none) or ``selection`` (the scored model, whose
+            test-span predictions are ``predictions.csv``).
+        max_age: warn when the model's training ended more than this many candles before
+            the last candle the forecast reads.
 
     Raises:
         RunError: no winner for (asset, timeframe) in the registry.
@@ -159,7 +182,20 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
     """
     if timeframe not in TIMEFRAMES:
         raise DataError(f"timeframe {timeframe!r} is not supported; allowed: {', '.join(TIMEFRAMES)}")
+    if model not in ("production", "selection"):
+        raise RunError(f"model {model!r}: use production or selection")
     winner = load_winner(registry, asset, timeframe)
+    notes: list[str] = []
+    model_dir = winner.selection_dir
+    if model == "production":
+        if winner.production_dir is None:
+            notes.append("note: this winner has no production model (exported before refits, or with --no-refit); "
+                         "using the selection model, trained on its training span only")
+            model = "selection"
+        else:
+            model_dir = winner.production_dir
+    through = winner.trained_through(model)
+    trained_through = _utc(through) if through else None
     # The forecast reads candles up to `now`: the run's `end` must not cut newer ones off.
     recipe = replace(_recipe(winner), end=None)
     trial = winner.config.get("trial") or {}
@@ -209,7 +245,7 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
                 else "")
         raise DataError(f"{source}: gap after the candle opened {g:%Y-%m-%dT%H:%MZ} inside the last {lookback} "
                         f"candles the model reads{fill}; fill the missing candles (fetch them again)")
-    scaler = Scaler.from_json(json.loads((winner.path / "scaler.json").read_text(encoding="utf-8")))
+    scaler = Scaler.from_json(json.loads((model_dir / "scaler.json").read_text(encoding="utf-8")))
     pos = {c: i for i, c in enumerate(names)}
     cols = np.array([pos[c] for c in columns], dtype=np.int64)
     if not np.isfinite(feats[-lookback:, cols]).all():
@@ -223,8 +259,8 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
     prepared = Prepared(asset, timeframe, target, horizon, ns, close, feats, names, np.full(n, np.nan), np.full(n, np.nan), empty, empty,
                         empty, lookback)
     x = windows(prepared, cols, np.array([n - 1]), lookback, scaler)
-    model = load_model(winner.path / "model.keras")
-    z = float(predict_eager(model, x)[0])  # the forward pass training used for its test predictions
+    net = load_model(model_dir / "model.keras")
+    z = float(predict_eager(net, x)[0])  # the forward pass training used for its test predictions
     value = z * scaler.y_std + scaler.y_mean
 
     tg = TARGETS.get(target)
@@ -238,7 +274,12 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
         multiplier = price / float(close[-1])
     info = {**{k: winner.metrics.get(k) for k in ("trial_id", "run", "run_name", "test_skill", "test_rmse",
                                                    "val_rmse_best")}, "family": trial.get("family")}
+    if trained_through is not None and last_open - trained_through > max_age * step:
+        age = int((last_open - trained_through) / step)
+        notes.append(f"warning: the {model} model learned from candles through {trained_through:%Y-%m-%dT%H:%MZ}, "
+                     f"{age} candles before the last candle used ({last_open:%Y-%m-%dT%H:%MZ}; more than "
+                     f"{max_age}); run `tunefactory refit` on newer candles")
     return Forecast(asset, timeframe, target, horizon, last_open, made_at, last_open + horizon * step,
                     last_open + (horizon + 1) * step, float(close[-1]), float(value), tg.unit, multiplier, price,
-                    dropped, info)
+                    dropped, info, model, trained_through, tuple(notes))
 

@@ -11,7 +11,21 @@ Registry layout::
                          candle source, date range, gap policy, funding/metric tables
                          (absolute paths), pool, target, horizon; the forecast rebuilds
                          features from it through the training pipeline
-        model.keras, scaler.json, trial.json, predictions.csv (test span), metrics.json
+        metrics.json     the scores; ``selection`` (the scored model's spans and metrics),
+                         ``trained_through`` (last candle whose target the deployed model
+                         learned from), ``production`` (the refit's spans, epochs, data)
+        selection/       the scored model: model.keras, scaler.json, trial.json,
+                         predictions.csv (test span); trained on the training span only,
+                         it reproduces predictions.csv and its scores are the honest ones
+        production/      (unless exported with ``--no-refit``) the same config and seed
+                         retrained on every labelled sample through the last complete
+                         candle, for the epoch count early stopping chose (``best_epoch``);
+                         model.keras, scaler.json (fitted on the refit span), trial.json
+
+The registry never trains: the production model is built by a ``refit`` function the
+caller passes (``cluster.refit``), into the hidden version folder before it is published,
+so a version appears complete or not at all. ``refit_registry`` retrains the production
+models of published winners on newer candles (a new version, same selection model).
 
 A winner is replaced only by one that is better on the **same** validation span, target
 and horizon (validation is the selection criterion; the test span is reported, never
@@ -30,6 +44,7 @@ import json
 import math
 import os
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -44,6 +59,16 @@ from trainables.pipeline import DataRecipe
 
 VERSIONS = ".versions"
 ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
+SELECTION = "selection"
+PRODUCTION = "production"
+
+#: Builds a winner's production model: ``(recipe, trial config, epochs, out_dir) -> info``;
+#: ``info`` holds at least ``trained_through`` (ISO UTC open time of the last training sample).
+Refit = Callable[[DataRecipe, dict[str, Any], int, Path], dict[str, Any]]
+
+#: Scores of the selection model copied into ``metrics.json["selection"]["metrics"]``.
+SELECTION_SCORES = ("val_rmse_best", "val_ratio_best", "test_rmse", "test_mae", "test_skill",
+                    "test_directional_accuracy", "best_epoch", "epochs")
 
 
 def winners(run: Run) -> dict[str, Trial]:
@@ -125,22 +150,60 @@ def run_recipes(run: Run) -> dict[str, DataRecipe]:
             for r in data_recipes(spec)}
 
 
-def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe) -> dict[str, Any]:
-    """Write every file of a winner into ``dst`` (flushed to disk); return its metrics."""
+def _epochs(metrics: dict[str, Any]) -> int:
+    """The epoch count early stopping chose for the scored model (its best epoch)."""
+    best = metrics.get("best_epoch") or (metrics.get("selection") or {}).get("metrics", {}).get("best_epoch")
+    if not isinstance(best, (int, float)) or best < 1:
+        best = metrics.get("epochs")
+    if not isinstance(best, (int, float)) or best < 1:
+        raise RunError(f"trial {metrics.get('trial_id')}: no best_epoch in its final result, so the production "
+                       "refit does not know how long to train; export it with --no-refit")
+    return int(best)
+
+
+def _production(dst: Path, refit: Refit, recipe: DataRecipe, config: dict[str, Any],
+                metrics: dict[str, Any]) -> dict[str, Any]:
+    """Train the production model into ``dst/production`` (flushed); the metrics keys it sets."""
+    out = dst / PRODUCTION
+    info = dict(refit(recipe, dict(config), _epochs(metrics), out))
+    for f in out.iterdir():
+        _fsync_file(f)
+    _fsync_dir(out)
+    info["refit_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
+    return {"production": info, "trained_through": info["trained_through"]}
+
+
+def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
+                  refit: Refit | None = None) -> dict[str, Any]:
+    """Write every file of a winner into ``dst`` (flushed to disk); return its metrics.
+
+    The scored model goes to ``selection/``; with ``refit``, the production model is
+    trained into ``production/`` too.
+    """
     g = run.groups[t.group]
     ck = t.checkpoint
     assert ck is not None
+    sel = dst / SELECTION
+    sel.mkdir()
     for name in ARTIFACTS:
-        shutil.copy2(ck / name, dst / name)
-        _fsync_file(dst / name)
+        shutil.copy2(ck / name, sel / name)
+        _fsync_file(sel / name)
     if (ck / "trial.json").is_file():
-        shutil.copy2(ck / "trial.json", dst / "trial.json")
+        shutil.copy2(ck / "trial.json", sel / "trial.json")
+    _fsync_dir(sel)
     metrics = {k: _jsonable(v) for k, v in (t.final or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)
                and not k.startswith(("time_", "timestamp", "pid", "iterations_", "training_iteration"))}
     metrics.update({"val_rmse_best": t.best, "persistence_rmse": g["persistence_rmse"], "spans": g["spans"],
                     "samples": g["samples"], "target": g["target"], "horizon": g["horizon"],
                     "run": str(run.path.resolve()), "run_name": run.name, "trial_id": t.trial_id})
+    metrics["selection"] = {"spans": g["spans"], "samples": g["samples"],
+                            "trained_through": g["spans"]["train"][1],
+                            "metrics": {k: metrics[k] for k in SELECTION_SCORES if k in metrics}}
+    metrics["production"] = None
+    metrics["trained_through"] = metrics["selection"]["trained_through"]
+    if refit is not None:
+        metrics.update(_production(dst, refit, recipe, t.config, metrics))
     _write_text(dst / "metrics.json", json.dumps(metrics, indent=1))
     data = dict(run.spec.get("data") or {})
     config = {
@@ -225,6 +288,25 @@ class Winner:
     config: dict[str, Any]
     metrics: dict[str, Any]
 
+    @property
+    def selection_dir(self) -> Path:
+        """The scored model's folder (the version folder itself for older exports)."""
+        sel = self.path / SELECTION
+        return sel if sel.is_dir() else self.path
+
+    @property
+    def production_dir(self) -> Path | None:
+        """The production model's folder, or None (older export, or ``--no-refit``)."""
+        prod = self.path / PRODUCTION
+        return prod if (prod / "model.keras").is_file() else None
+
+    def trained_through(self, model: str) -> str | None:
+        """ISO UTC open time of the last sample whose target ``model`` learned from."""
+        if model == PRODUCTION:
+            return (self.metrics.get("production") or {}).get("trained_through")
+        sel = self.metrics.get("selection") or {}
+        return sel.get("trained_through") or ((self.metrics.get("spans") or {}).get("train") or [None, None])[1]
+
 
 def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
     """Read the current winner of (asset, timeframe).
@@ -245,10 +327,12 @@ def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
         metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError, json.JSONDecodeError) as e:
         raise RunError(f"{link}: winner files unreadable ({e.__class__.__name__}: {e}); export it again") from None
-    missing = [n for n in (*ARTIFACTS, "spec.yaml") if not (path / n).is_file()]
+    w = Winner(path, config, metrics)
+    missing = [n for n in ARTIFACTS if not (w.selection_dir / n).is_file()]
+    missing += [n for n in ("spec.yaml",) if not (path / n).is_file()]
     if missing:
         raise RunError(f"{link}: winner is missing {', '.join(missing)}; export it again with this tunefactory")
-    return Winner(path, config, metrics)
+    return w
 
 
 def _compare(old: dict[str, Any], run: Run, group: str, t: Trial) -> str | None:
@@ -273,13 +357,16 @@ def _compare(old: dict[str, Any], run: Run, group: str, t: Trial) -> str | None:
     return None
 
 
-def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: bool = False) -> list[str]:
+def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: bool = False,
+               refit: Refit | None = None) -> list[str]:
     """Export every group's winner; return one human line per group (what happened and why).
 
     Args:
         run_dir: a run directory.
         registry: the winners folder.
         force: replace even when the current winner is better or was judged on another span.
+        refit: builds the production model of a winner that is about to be published
+            (``cluster.refit.production_refit``); None: the selection model only.
 
     Raises:
         RunError: no trial of the run saved a model, or the registry is not a folder.
@@ -320,7 +407,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
         tmp.mkdir()
         try:
-            metrics = _write_winner(tmp, run, t, recipes[group])
+            metrics = _write_winner(tmp, run, t, recipes[group], refit)
             version = vdir / f"{stamp}-{t.trial_id}"
             os.replace(tmp, version)
             _fsync_dir(vdir)
@@ -343,6 +430,81 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         skill = metrics.get("test_skill")
         skill_s = f"{skill * 100:+.2f}%" if isinstance(skill, (int, float)) else "n/a"
         verb = "replaced the current winner with" if old is not None else "exported"
+        prod = (f"; production model trained through {metrics['trained_through']}" if metrics.get("production")
+                else "; no production refit (forecasts use the selection model)")
         lines.append(f"{group}: {verb} trial {t.trial_id} ({t.config.get('family')}, val RMSE {t.best:.6g}, "
-                     f"test skill {skill_s}) to {dst}")
+                     f"test skill {skill_s}) to {dst}{prod}")
+    return lines
+
+
+def _history_line(reg: Path, entry: dict[str, Any]) -> None:
+    with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
+        fh.write(json.dumps(entry) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def refit_registry(registry: Path | str, refit: Refit, *, asset: str | None = None,
+                   timeframe: str | None = None) -> list[str]:
+    """Retrain the production model of every published winner (or of one asset/timeframe).
+
+    Each winner gets a new version folder: the current version's files (the selection
+    model, its recipe and scores) plus a new ``production/`` from ``refit``, published by
+    the same atomic link swap as an export and recorded in ``history.jsonl``. The
+    previous version stays on disk and loadable.
+
+    Raises:
+        RunError: no winner matches, or the registry is not a folder.
+    """
+    reg = Path(registry)
+    if not reg.is_dir():
+        raise RunError(f"{reg}: no such registry folder; run `tunefactory export RUN_DIR --registry {reg}` first")
+    names = sorted(p.name for p in reg.iterdir() if not p.name.startswith(".") and p.is_dir() and "_" in p.name)
+    chosen = [n for n in names if (asset is None or n.rpartition("_")[0] == asset)
+              and (timeframe is None or n.rpartition("_")[2] == timeframe)]
+    if not chosen:
+        raise RunError(f"{reg}: no exported winner for {asset or 'any asset'} {timeframe or 'any timeframe'} "
+                       f"(registry holds: {', '.join(names) or 'nothing'})")
+    lines = []
+    for name in chosen:
+        recover(reg, name)
+        a, _, tf = name.rpartition("_")
+        w = load_winner(reg, a, tf)
+        f = w.path / "recipe.json"
+        try:
+            recipe = DataRecipe.from_dict(json.loads(f.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError, RunError) as e:
+            raise RunError(f"{f}: cannot read the recipe ({e}); export the winner again") from None
+        vdir = reg / VERSIONS / name
+        vdir.mkdir(parents=True, exist_ok=True)
+        stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")
+        tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
+        shutil.copytree(w.path, tmp, ignore=shutil.ignore_patterns(PRODUCTION))
+        try:
+            if not (tmp / SELECTION).is_dir():  # an export from before selection/ existed
+                (tmp / SELECTION).mkdir()
+                for n in (*ARTIFACTS, "trial.json"):
+                    if (tmp / n).is_file():
+                        os.rename(tmp / n, tmp / SELECTION / n)
+            metrics = dict(w.metrics)
+            before = metrics.get("trained_through")
+            metrics.update(_production(tmp, refit, recipe, (w.config.get("trial") or {}), metrics))
+            _write_text(tmp / "metrics.json", json.dumps(metrics, indent=1))
+            _fsync_dir(tmp)
+            version = vdir / f"{stamp}-{metrics.get('trial_id', 'refit')}"
+            os.replace(tmp, version)
+            _fsync_dir(vdir)
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, ignore_errors=True)
+        _publish(reg, name, version)
+        group = f"{a}/{tf}"
+        _history_line(reg, {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
+                            "refit": True, "run": metrics.get("run"), "trial_id": metrics.get("trial_id"),
+                            "version": version.name, "previous_version": w.path.name,
+                            "before": {"trained_through": before}, "after": {"trained_through":
+                                                                            metrics["trained_through"]}})
+        _prune(reg, name)
+        lines.append(f"{group}: production model of trial {metrics.get('trial_id')} retrained through "
+                     f"{metrics['trained_through']} (was {before}); previous version {w.path.name} kept")
     return lines

@@ -52,10 +52,11 @@ def test_exported_winner_reloads_and_reproduces_predictions(small_run: Path, tmp
 
     lines = export_run(small_run, tmp_path / "winners")
     assert "BTC-USDT/1d: exported trial" in lines[0]
-    d = tmp_path / "winners" / "BTC-USDT_1d"
-    assert {p.name for p in d.iterdir()} >= {"config.yaml", "model.keras", "scaler.json", "metrics.json",
-                                             "predictions.csv"}
-    cfg = yaml.safe_load((d / "config.yaml").read_text())
+    top = tmp_path / "winners" / "BTC-USDT_1d"
+    d = top / "selection"  # the scored model (export_run without a refit writes no production/)
+    assert {p.name for p in top.iterdir()} >= {"config.yaml", "metrics.json", "selection"}
+    assert {p.name for p in d.iterdir()} >= {"model.keras", "scaler.json", "predictions.csv"}
+    cfg = yaml.safe_load((top / "config.yaml").read_text())
     model = keras.models.load_model(d / "model.keras")
     sc = json.loads((d / "scaler.json").read_text())
     scaler = Scaler.from_json(sc)
@@ -70,7 +71,7 @@ def test_exported_winner_reloads_and_reproduces_predictions(small_run: Path, tmp
     assert list(saved.columns[:4]) == ["timestamp", "close", "y_true", "y_pred"]
     np.testing.assert_allclose(pred, saved["y_pred"], rtol=1e-5)
     np.testing.assert_allclose(p.y[p.test_idx], saved["y_true"], rtol=1e-9)
-    metrics = json.loads((d / "metrics.json").read_text())
+    metrics = json.loads((top / "metrics.json").read_text())
     rmse = float(np.sqrt(np.mean((saved["y_true"] - saved["y_pred"]) ** 2)))
     assert metrics["test_rmse"] == pytest.approx(rmse, rel=1e-6)
 

@@ -58,6 +58,10 @@ def test_report_is_self_contained_and_leads_with_the_verdict(built_run: Path) ->
     assert g["counts"]["finished"] == 4 and g["total"] == 4
     assert g["backtest"]["strategy"]["trades"] >= 0
     assert summary["headline"]["text"] in html
+    # the card says what the scored model was trained on (its training span, groups.json)
+    spans = json.loads((built_run / "groups.json").read_text())["groups"]["BTC-USDT/1d"]["spans"]["train"]
+    (trained,) = re.findall(r'<dd class="trained-on">(.*?) <span', html)
+    assert trained.startswith(f"{spans[0]} → {spans[1]} (")
 
 
 def test_headline_says_first_when_the_winner_fails_to_beat_persistence(small_run: Path, tmp_path: Path) -> None:

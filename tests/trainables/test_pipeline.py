@@ -66,3 +66,28 @@ def test_feature_frame_rows_are_the_prepared_rows_plus_the_unlabelled_last_ones(
     np.testing.assert_array_equal(ff.features[warm:], p.features)
     # the last candle has no label (its next close is unknown) but has its feature row
     assert np.isnan(p.y[-1]) and np.isfinite(ff.features[-1]).all()
+
+
+def test_prepare_refit_trains_on_every_labelled_sample_through_the_last_complete_candle() -> None:
+    import dataclasses
+    import datetime as dt
+
+    import pandas as pd
+
+    from trainables.pipeline import prepare_refit
+
+    r = dataclasses.replace(_recipe(), path=None, funding_file=None, metric_files=(), gap_policy="drop_windows")
+    sel = prepare_group(r)
+    # The recipe's split gives way: every labelled sample through the last complete candle.
+    p = prepare_refit(r, through=dt.datetime(2025, 1, 1, tzinfo=dt.timezone.utc))
+    assert len(p.val_idx) == len(p.test_idx) == 0
+    assert p.timestamps[p.train_idx[0]] == sel.timestamps[sel.train_idx[0]]
+    assert p.timestamps[p.train_idx[-1]] == sel.timestamps[sel.test_idx[-1]]
+    held = np.concatenate([sel.train_idx, sel.val_idx, sel.test_idx])
+    assert set(sel.timestamps[held]) < set(p.timestamps[p.train_idx])  # the purged boundary samples too
+    # 2024-12-31 12:00: the candle opened 2024-12-31 is still in progress and is left out.
+    early = prepare_refit(r, through=dt.datetime(2024, 12, 31, 12, tzinfo=dt.timezone.utc))
+    last = pd.Timestamp(int(early.timestamps[early.train_idx[-1]]), tz="UTC")
+    assert last == pd.Timestamp("2024-12-28", tz="UTC")  # 2024-12-30 is the last complete candle, horizon 2
+    later = prepare_refit(r, through=dt.datetime(2025, 3, 1, tzinfo=dt.timezone.utc))
+    assert pd.Timestamp(int(later.timestamps[later.train_idx[-1]]), tz="UTC") == pd.Timestamp("2025-02-26", tz="UTC")

@@ -41,6 +41,16 @@ class Split:
     val_start: object | None = None
     test_start: object | None = None
 
+    @classmethod
+    def everything(cls) -> Split:
+        """Every labelled sample is training (a production refit: no validation, no test)."""
+        return cls(train=1.0, val=0.0, test=0.0)
+
+    @property
+    def is_everything(self) -> bool:
+        """True for :meth:`everything`: validation and test are deliberately empty."""
+        return self.val_start is None and self.test_start is None and self.val == 0 and self.test == 0
+
 
 @dataclass
 class Prepared:
@@ -173,7 +183,8 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
         tr = tr[tr + horizon <= va[0]]
     if len(te):
         va = va[va + horizon <= te[0]]
-    for nm, arr in (("train", tr), ("validation", va), ("test", te)):
+    spans = (("train", tr),) if split.is_everything else (("train", tr), ("validation", va), ("test", te))
+    for nm, arr in spans:
         if len(arr) < 10:
             raise TunefactoryError(
                 f"{candles.asset} {candles.timeframe}: the {nm} span has {len(arr)} samples; need at least 10 "

@@ -106,6 +106,50 @@ def fit_trial(config: TrialConfig | Mapping[str, Any], data: Prepared, *, sink: 
     return final
 
 
+def fit_fixed_epochs(config: TrialConfig | Mapping[str, Any], data: Prepared, *, epochs: int,
+                     save_dir: Path | None = None) -> dict[str, Any]:
+    """Train one config on every training sample of ``data`` for exactly ``epochs`` epochs.
+
+    The production refit of a winner: ``data`` holds every labelled sample as training
+    (:func:`trainables.pipeline.prepare_refit`), the scaler is fitted on them, and training
+    runs the epoch count early stopping chose for the scored model (its ``best_epoch``),
+    with the same config and seed. Nothing is held out, so nothing is scored.
+
+    Args:
+        config: the trial (a dict is converted by :func:`trial_config`).
+        data: the group's prepared arrays (``train_idx``: the samples to learn from).
+        epochs: epochs to train (>= 1).
+        save_dir: when given, ``model.keras``, ``scaler.json`` and ``trial.json`` go there.
+
+    Returns:
+        ``epochs``, ``samples``, ``trained_from``/``trained_through`` (open times, ISO UTC,
+        of the first and last training sample), ``final_loss``, ``train_seconds``.
+    """
+    if epochs < 1:
+        raise ValueError(f"epochs must be >= 1; got {epochs}")
+    cfg = trial_config(config, data)
+    t0 = time.perf_counter()
+    keras_runtime.new_session(cfg.seed)
+    cols = data.column_index(cfg.columns)
+    scaler = fit_scaler(data, cols)
+    idx = data.train_idx
+    x, y = windows(data, cols, idx, cfg.lookback, scaler), labels(data, idx, scaler)
+    model = keras_runtime.compile_model(
+        build_model(cfg.family, cfg.model, lookback=cfg.lookback, n_features=len(cols)), cfg)
+    losses = keras_runtime.train_fixed(model, x, y, batch_size=cfg.batch_size, epochs=epochs)
+    first, last = data.span(idx)
+    out: dict[str, Any] = {"epochs": epochs, "samples": len(idx), "trained_from": first,
+                           "trained_through": last, "final_loss": losses[-1] if losses else None,
+                           "train_seconds": time.perf_counter() - t0}
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+        keras_runtime.save_model(model, save_dir / "model.keras")
+        (save_dir / "scaler.json").write_text(json.dumps({**scaler.to_json(), "columns": list(cfg.columns)}))
+        (save_dir / "trial.json").write_text(json.dumps(cfg.to_dict(), default=str, indent=1))
+    del model, x
+    return out
+
+
 def save_artifacts(out: Path, model: Any, scaler: Scaler, data: Prepared, config: TrialConfig,
                    test_pred: np.ndarray) -> None:
     """Write ``model.keras``, ``scaler.json``, ``trial.json`` and ``predictions.csv`` into ``out``."""

@@ -230,6 +230,23 @@ def train(model: Any, x: np.ndarray, y: np.ndarray, *, reporter: Any, batch_size
     reporter.restore_best()
 
 
+def train_fixed(model: Any, x: np.ndarray, y: np.ndarray, *, batch_size: int, epochs: int) -> list[float]:
+    """Fit ``model`` for exactly ``epochs`` epochs, no early stopping; return each epoch's loss.
+
+    A production refit has no validation span to stop on: the epoch count is the one early
+    stopping chose for the scored model.
+
+    Raises:
+        TrialDiverged: the training loss became NaN/inf.
+    """
+    hist = model.fit(x, y, batch_size=batch_size, epochs=epochs, verbose=0, shuffle=True)
+    losses = [float(v) for v in hist.history.get("loss", [])]
+    for i, v in enumerate(losses):
+        if not math.isfinite(v):
+            raise TrialDiverged(f"training loss became {v} at epoch {i + 1}; lower the learning rate")
+    return losses
+
+
 # ----------------------------------------------------------------------------- inference and files
 def predict_eager(model: Any, x: np.ndarray, *, batch: int = 8192) -> np.ndarray:
     """Eager forward pass: no graph to trace, for a one-off prediction (e.g. a forecast)."""

@@ -28,7 +28,7 @@ def _cut(dst: Path, until: pd.Timestamp, *, drop: pd.Timestamp | None = None) ->
 
 @pytest.fixture(scope="module")
 def predictions(registry: Path) -> pd.DataFrame:
-    p = pd.read_csv(registry / "BTC-USDT_1d" / "predictions.csv")
+    p = pd.read_csv(registry / "BTC-USDT_1d" / "selection" / "predictions.csv")
     p["ts"] = pd.to_datetime(p["timestamp"], utc=True)
     return p
 

@@ -70,7 +70,7 @@ def funding_registry(tmp_path_factory: pytest.TempPathFactory, ray_local: None) 
 
 @pytest.fixture(scope="module")
 def fund_predictions(funding_registry: Path) -> pd.DataFrame:
-    p = pd.read_csv(funding_registry / "BTC-USDT_1d" / "predictions.csv")
+    p = pd.read_csv(funding_registry / "BTC-USDT_1d" / "selection" / "predictions.csv")
     p["ts"] = pd.to_datetime(p["timestamp"], utc=True)
     return p
 

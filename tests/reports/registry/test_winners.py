@@ -112,7 +112,7 @@ def test_crash_mid_export_leaves_the_old_winner_loadable(small_run: Path, tmp_pa
     after = load_winner(reg, "BTC-USDT", "1d")
     assert after.path == before.path and after.metrics == before.metrics
     assert len(_history(reg)) == 1
-    model = keras.models.load_model(after.path / "model.keras", compile=False)
+    model = keras.models.load_model(after.path / "selection" / "model.keras", compile=False)
     assert model.count_params() == before.metrics["n_params"]
 
     # The next export finishes the job and cleans what the crash left.
@@ -137,7 +137,7 @@ def test_a_plain_folder_from_an_older_export_is_migrated(small_run: Path, tmp_pa
     (line,) = export_run(_scaled(small_run, tmp_path / "better", 0.5), reg)
     assert "replaced" in line
     assert (reg / "BTC-USDT_1d").is_symlink()
-    assert (reg / ".versions" / "BTC-USDT_1d" / "0-legacy" / "model.keras").is_file()
+    assert (reg / ".versions" / "BTC-USDT_1d" / "0-legacy" / "selection" / "model.keras").is_file()
 
 
 def test_export_and_load_errors(small_run: Path, tmp_path: Path) -> None:

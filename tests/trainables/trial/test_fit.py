@@ -78,3 +78,31 @@ def test_load_model_registers_the_custom_layers_itself(tmp_path: Path) -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=Path(__file__).resolve().parents[3])
     assert int(out.stdout.split()[-1]) == model.count_params()
+
+
+def test_fit_fixed_epochs_trains_exactly_n_epochs_on_every_sample_and_is_seeded(tmp_path: Path) -> None:
+    import dataclasses
+
+    from trainables.data.candles import load_candles
+    from trainables.features.dataset import Scaler, Split, fit_scaler, prepare, windows
+    from trainables.features.indicators import make_member
+    from trainables.trial.fit import fit_fixed_epochs
+    from trainables.trial.keras_runtime import load_model, predict_eager
+
+    p = prepare(load_candles("BTC-USDT", "1d"), [make_member("log_return")], max_lookback=4,
+                split=Split.everything())
+    assert len(p.val_idx) == len(p.test_idx) == 0
+    a = fit_fixed_epochs(_cfg(), p, epochs=3, save_dir=tmp_path / "a")
+    assert a["epochs"] == 3 and a["samples"] == len(p.train_idx)
+    assert a["trained_through"] == p.span(p.train_idx)[1]
+    saved = json.loads((tmp_path / "a" / "scaler.json").read_text())
+    want = fit_scaler(p, p.column_index(["log_return_1"]))
+    assert saved["y_mean"] == pytest.approx(want.y_mean) and saved["y_mean"] == pytest.approx(p.y[p.train_idx].mean())
+    fit_fixed_epochs(_cfg(), p, epochs=3, save_dir=tmp_path / "b")
+    scaler = Scaler.from_json(saved)
+    x = windows(p, p.column_index(["log_return_1"]), p.train_idx[-20:], 4, scaler)
+    za = predict_eager(load_model(tmp_path / "a" / "model.keras"), x)
+    zb = predict_eager(load_model(tmp_path / "b" / "model.keras"), x)
+    np.testing.assert_allclose(za, zb, rtol=1e-5)  # same config and seed: the same model
+    with pytest.raises(ValueError, match="epochs must be >= 1"):
+        fit_fixed_epochs(_cfg(), dataclasses.replace(p), epochs=0)
