@@ -62,8 +62,8 @@ def main() -> None:
     a = ap.parse_args()
 
     from cluster.searcher import GroupedSearcher
-    from search_spaces.recipes import prepare_groups
     from search_spaces.loader import load_spec
+    from search_spaces.recipes import prepare_groups
 
     overrides = [f"data.assets=[{a.asset}]", f"data.timeframes=[{a.timeframe}]", "search.algorithm=random",
                  f"search.num_samples={a.trials}", f"training.max_epochs={a.epochs}"]

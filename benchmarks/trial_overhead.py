@@ -64,9 +64,9 @@ def main() -> None:
         return
 
     from cluster.searcher import GroupedSearcher
-    from search_spaces.recipes import prepare_groups
     from cluster.tune_trial import worker_rss_mb
     from search_spaces.loader import load_spec
+    from search_spaces.recipes import prepare_groups
     from trainables.trial.fit import fit_trial
     from trainables.trial.keras_runtime import configure_tensorflow
 

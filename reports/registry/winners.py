@@ -52,12 +52,21 @@ from typing import Any
 import yaml
 
 from reports.collect import Run, Trial, load_run
+from reports.registry._versions import (
+    VERSIONS,
+    fsync_dir,
+    fsync_file,
+    history_line,
+    prune,
+    publish,
+    recover,
+    write_text,
+)
 from search_spaces.loader import load_spec, validate_raw
 from search_spaces.recipes import data_recipes
 from trainables.errors import RunError, TunefactoryError
 from trainables.pipeline import DataRecipe
 
-VERSIONS = ".versions"
 ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
 SELECTION = "selection"
 PRODUCTION = "production"
@@ -91,33 +100,6 @@ def folder_name(asset: str, timeframe: str) -> str:
 def _folder(group: str) -> str:
     asset, tf = group.split("/")
     return folder_name(asset, tf)
-
-
-def _fsync_file(path: Path) -> None:
-    with open(path, "rb") as fh:
-        os.fsync(fh.fileno())
-
-
-def _fsync_dir(path: Path) -> None:
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass  # some filesystems refuse fsync on directories; the rename is still atomic
-    finally:
-        os.close(fd)
-
-
-def _write_text(path: Path, text: str) -> None:
-    # Not trainables.files.atomic_write: every file goes into a hidden temporary folder
-    # whose rename is the commit, so a per-file rename would add nothing but renames.
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def _jsonable(v: Any) -> Any:
@@ -167,8 +149,8 @@ def _production(dst: Path, refit: Refit, recipe: DataRecipe, config: dict[str, A
     out = dst / PRODUCTION
     info = dict(refit(recipe, dict(config), _epochs(metrics), out))
     for f in out.iterdir():
-        _fsync_file(f)
-    _fsync_dir(out)
+        fsync_file(f)
+    fsync_dir(out)
     info["refit_at"] = dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds")
     return {"production": info, "trained_through": info["trained_through"]}
 
@@ -187,10 +169,10 @@ def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
     sel.mkdir()
     for name in ARTIFACTS:
         shutil.copy2(ck / name, sel / name)
-        _fsync_file(sel / name)
+        fsync_file(sel / name)
     if (ck / "trial.json").is_file():
         shutil.copy2(ck / "trial.json", sel / "trial.json")
-    _fsync_dir(sel)
+    fsync_dir(sel)
     metrics = {k: _jsonable(v) for k, v in (t.final or {}).items()
                if isinstance(v, (int, float)) and not isinstance(v, bool)
                and not k.startswith(("time_", "timestamp", "pid", "iterations_", "training_iteration"))}
@@ -204,7 +186,7 @@ def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
     metrics["trained_through"] = metrics["selection"]["trained_through"]
     if refit is not None:
         metrics.update(_production(dst, refit, recipe, t.config, metrics))
-    _write_text(dst / "metrics.json", json.dumps(metrics, indent=1))
+    write_text(dst / "metrics.json", json.dumps(metrics, indent=1))
     data = dict(run.spec.get("data") or {})
     config = {
         "asset": g["asset"], "timeframe": g["timeframe"],
@@ -218,66 +200,13 @@ def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
         "trial": t.config,
         "exported_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
     }
-    _write_text(dst / "config.yaml", yaml.safe_dump(config, sort_keys=False))
-    _write_text(dst / "recipe.json", json.dumps(recipe.to_dict(), indent=1))
+    write_text(dst / "config.yaml", yaml.safe_dump(config, sort_keys=False))
+    write_text(dst / "recipe.json", json.dumps(recipe.to_dict(), indent=1))
     spec_file = run.path / "spec.yaml"
-    _write_text(dst / "spec.yaml", spec_file.read_text(encoding="utf-8") if spec_file.is_file()
+    write_text(dst / "spec.yaml", spec_file.read_text(encoding="utf-8") if spec_file.is_file()
                 else yaml.safe_dump(run.spec, sort_keys=False))
-    _fsync_dir(dst)
+    fsync_dir(dst)
     return metrics
-
-
-def _is_version(p: Path) -> bool:
-    return p.is_dir() and not p.name.startswith(".")
-
-
-def recover(registry: Path, name: str) -> None:
-    """Repair what a crash can leave behind for one folder, keeping the published winner.
-
-    * ``<name>`` is a plain folder (written by an older tunefactory): it becomes version
-      ``0-legacy`` and the link points at it.
-    * ``<name>`` is missing but versions exist (a crash while migrating a plain folder):
-      the link goes back to ``0-legacy``, i.e. the previous winner.
-    * hidden temporary folders and links of interrupted exports are removed.
-    """
-    vdir = registry / VERSIONS / name
-    dst = registry / name
-    if dst.is_dir() and not dst.is_symlink():
-        vdir.mkdir(parents=True, exist_ok=True)
-        legacy = vdir / "0-legacy"
-        os.replace(dst, legacy)  # crash here: dst missing, handled by the branch below next time
-        _publish(registry, name, legacy)
-    elif not dst.exists() and not dst.is_symlink() and (vdir / "0-legacy").is_dir():
-        _publish(registry, name, vdir / "0-legacy")
-    for p in list(registry.glob(f".{name}.link-*")):
-        p.unlink(missing_ok=True)
-    if vdir.is_dir():
-        for p in vdir.iterdir():
-            if p.name.startswith(".tmp-"):
-                shutil.rmtree(p, ignore_errors=True)
-
-
-def _publish(registry: Path, name: str, version: Path) -> None:
-    """Point ``registry/name`` at ``version`` with one atomic rename of a new symlink."""
-    link = registry / f".{name}.link-{os.getpid()}"
-    link.unlink(missing_ok=True)
-    os.symlink(os.path.relpath(version, registry), link)
-    os.replace(link, registry / name)
-    _fsync_dir(registry)
-
-
-def _prune(registry: Path, name: str, keep: int = 2) -> None:
-    """Drop all but the newest ``keep`` versions (the current one and the one before it).
-
-    The previous version stays so that a reader who resolved the old link a moment ago
-    can still finish reading it.
-    """
-    vdir = registry / VERSIONS / name
-    current = (registry / name).resolve()
-    versions = sorted((p for p in vdir.iterdir() if _is_version(p)), key=lambda p: p.name)  # names start with a UTC stamp
-    for p in versions[:-keep]:
-        if p.resolve() != current:
-            shutil.rmtree(p, ignore_errors=True)
 
 
 @dataclass(frozen=True)
@@ -410,11 +339,11 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
             metrics = _write_winner(tmp, run, t, recipes[group], refit)
             version = vdir / f"{stamp}-{t.trial_id}"
             os.replace(tmp, version)
-            _fsync_dir(vdir)
+            fsync_dir(vdir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        _publish(reg, name, version)  # the commit point
+        publish(reg, name, version)  # the commit point
         with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps({
                 "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
@@ -426,7 +355,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
             }) + "\n")
             fh.flush()
             os.fsync(fh.fileno())
-        _prune(reg, name)
+        prune(reg, name)
         skill = metrics.get("test_skill")
         skill_s = f"{skill * 100:+.2f}%" if isinstance(skill, (int, float)) else "n/a"
         verb = "replaced the current winner with" if old is not None else "exported"
@@ -435,13 +364,6 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         lines.append(f"{group}: {verb} trial {t.trial_id} ({t.config.get('family')}, val RMSE {t.best:.6g}, "
                      f"test skill {skill_s}) to {dst}{prod}")
     return lines
-
-
-def _history_line(reg: Path, entry: dict[str, Any]) -> None:
-    with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
-        fh.write(json.dumps(entry) + "\n")
-        fh.flush()
-        os.fsync(fh.fileno())
 
 
 def refit_registry(registry: Path | str, refit: Refit, *, asset: str | None = None,
@@ -489,22 +411,22 @@ def refit_registry(registry: Path | str, refit: Refit, *, asset: str | None = No
             metrics = dict(w.metrics)
             before = metrics.get("trained_through")
             metrics.update(_production(tmp, refit, recipe, (w.config.get("trial") or {}), metrics))
-            _write_text(tmp / "metrics.json", json.dumps(metrics, indent=1))
-            _fsync_dir(tmp)
+            write_text(tmp / "metrics.json", json.dumps(metrics, indent=1))
+            fsync_dir(tmp)
             version = vdir / f"{stamp}-{metrics.get('trial_id', 'refit')}"
             os.replace(tmp, version)
-            _fsync_dir(vdir)
+            fsync_dir(vdir)
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
-        _publish(reg, name, version)
+        publish(reg, name, version)
         group = f"{a}/{tf}"
-        _history_line(reg, {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
+        history_line(reg, {"when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
                             "refit": True, "run": metrics.get("run"), "trial_id": metrics.get("trial_id"),
                             "version": version.name, "previous_version": w.path.name,
                             "before": {"trained_through": before}, "after": {"trained_through":
                                                                             metrics["trained_through"]}})
-        _prune(reg, name)
+        prune(reg, name)
         lines.append(f"{group}: production model of trial {metrics.get('trial_id')} retrained through "
                      f"{metrics['trained_through']} (was {before}); previous version {w.path.name} kept")
     return lines
