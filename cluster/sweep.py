@@ -174,6 +174,7 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
         The run directory (for URI storage: the local mirror the report was built in).
     """
     spec = loaded.spec
+    st.check_run_name(name)
     root = storage or spec.storage
     location = resolve_run_location(root, name or loaded.name, explicit_name=name is not None)
     t0 = time.perf_counter()
