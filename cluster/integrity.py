@@ -1,8 +1,10 @@
 """Authenticate the pickled state of a run folder before anything unpickles it.
 
 ``tunefactory resume RUN_DIR`` hands the run folder to Ray's ``Tuner.restore``, which
-unpickles ``tuner.pkl``, the searcher state (``searcher-state-*.pkl``, our
-:class:`~cluster.searcher.GroupedSearcher` pickled by Tune), the search generator's state
+unpickles ``tuner.pkl`` (which holds our searcher and scheduler objects), the searcher
+state (``searcher-state-*.pkl``: JSON written by
+:meth:`~cluster.searcher.GroupedSearcher.save`, but a pickle for any other searcher or an
+older run, and Ray picks the newest such file by name), the search generator's state
 (``search_gen_state-*.json``, a cloudpickle despite its name) and the cloudpickle blobs
 embedded in ``experiment_state-*.json``. Unpickling runs code, so a crafted file in a
 shared run folder would run as whoever resumes it.
