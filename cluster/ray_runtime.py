@@ -11,7 +11,8 @@ here only, each time with the reason and a fallback for when a Ray upgrade moves
 - ``ray.init(_node_ip_address=..., _system_config=...)`` (loopback, no pre-started workers);
 - ``ray._raylet.GcsClient`` (one-line token rejection before ``ray.init``'s minute of retries);
 - ``JobSubmissionClient._server_ray_version`` (warn on a Ray version mismatch);
-- Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore).
+- Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore);
+- ``TuneController.save_to_dir`` (each state snapshot is signed: :func:`sign_state_snapshots`).
 
 Ray is imported lazily in every function: the CLI imports this module for ``validate``
 too, and ``import ray.tune`` costs ~1.5 s of start-up on a 2-core machine.
@@ -32,6 +33,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
+from cluster import integrity
 from cluster import storage as st
 from cluster.auth import ClusterError, enable_token_auth_for_address, find_token, rejection_message
 
@@ -221,8 +223,9 @@ def make_tuner(trainable: Any, run_dir: Path | str, *, max_failures: int,
     """
     from ray import tune
 
+    sign_state_snapshots()
     parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
-    return tune.Tuner(
+    tuner = tune.Tuner(
         trainable,
         param_space=dict(param_space) if param_space is not None else None,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
@@ -235,6 +238,8 @@ def make_tuner(trainable: Any, run_dir: Path | str, *, max_failures: int,
             checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
             callbacks=list(callbacks), verbose=0),
     )
+    integrity.sign_files(str(run_dir), [TUNER_PKL])  # written by the Tuner's constructor
+    return tuner
 
 
 def grid_search(values: list[Any]) -> Any:
@@ -299,7 +304,55 @@ def restore_tuner(location: str, trainable: Any, *, retry_failed: bool) -> Any:
     """The Tuner of an interrupted experiment: unfinished trials resume, failed ones only if asked."""
     from ray import tune
 
-    return tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=retry_failed)
+    sign_state_snapshots()
+    tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=retry_failed)
+    integrity.sign_files(location, [TUNER_PKL])
+    return tuner
+
+
+#: The Tuner's own state file in the run folder (Ray's ``tuner_internal._TUNER_PKL``).
+TUNER_PKL = "tuner.pkl"
+
+
+def sign_state_snapshots() -> None:
+    """Sign every state snapshot Tune takes, as it takes it (see :mod:`cluster.integrity`).
+
+    Tune writes its snapshot (``experiment_state-*.json``, the searcher's and the search
+    generator's pickles) into a driver staging folder in ``TuneController.save_to_dir`` and
+    then uploads that folder to the run folder. Tune has no public hook after the snapshot,
+    so that private method is wrapped: the staged files are signed into the run folder's
+    manifest (with ``tuner.pkl`` as it is there). If a Ray upgrade removes the method,
+    snapshots are signed only at the end of ``fit`` (with a warning), and a run killed
+    mid-sweep then needs ``resume --trust-run-dir``.
+    """
+    from ray.tune.execution import tune_controller
+
+    cls: Any = tune_controller.TuneController
+    original = getattr(cls, "save_to_dir", None)
+    if original is None:
+        warnings.warn("this Ray version has no TuneController.save_to_dir: run state is signed only when a sweep "
+                      "ends", RuntimeWarning, stacklevel=2)
+        return
+    if getattr(original, "_tunefactory_signs", False):
+        return
+
+    def save_to_dir(self: Any, *args: Any, **kwargs: Any) -> Any:
+        out = original(self, *args, **kwargs)
+        try:
+            storage = self._storage
+            fs, root = storage.storage_filesystem, str(storage.experiment_fs_path)
+            staging = Path(storage.experiment_driver_staging_path)
+            contents = {p.name: p.read_bytes() for p in staging.iterdir()
+                        if p.is_file() and integrity.is_state_file(p.name)}
+            with fs.open_input_stream(f"{root}/{TUNER_PKL}") as fh:
+                contents.setdefault(TUNER_PKL, bytes(fh.read()))
+            integrity.sign_in(fs, root, contents)
+        except Exception as e:  # never fail a sweep over its signatures; the end of fit signs again
+            warnings.warn(f"tunefactory: could not sign the run state snapshot ({e})", RuntimeWarning, stacklevel=2)
+        return out
+
+    save_to_dir._tunefactory_signs = True  # type: ignore[attr-defined]
+    cls.save_to_dir = save_to_dir
 
 
 def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None]) -> Any:

@@ -17,11 +17,13 @@ driving Ray's own searchers over a spec's space; it lives here because the spec 
 
 from __future__ import annotations
 
+import json
 import pickle
 from pathlib import Path
 from typing import Any
 
 import optuna
+from optuna.distributions import distribution_to_json, json_to_distribution
 from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
@@ -88,23 +90,22 @@ class GroupedSearcher(Searcher):
         self.live: dict[str, tuple[str, Any]] = {}
         self.studies: dict[str, optuna.Study] = {}
         self.grids: dict[str, list[dict[str, Any]]] = {}
-        algo = spec.search.algorithm
         for gi, g in enumerate(self.groups):
             seed = spec.search.seed * 1000 + gi
-            if algo == "grid":
+            if spec.search.algorithm == "grid":
                 # A seeded sample when num_samples caps the grid, without building the rest.
                 self.grids[g] = grid_configs(spec, group=g, limit=spec.search.num_samples, seed=seed)
                 continue
-            sampler: optuna.samplers.BaseSampler
-            if algo == "random":
-                sampler = optuna.samplers.RandomSampler(seed=seed)
-            else:
-                sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=spec.search.n_startup_trials,
-                                                     multivariate=True, group=True, constant_liar=True)
-            study = optuna.create_study(direction="minimize", sampler=sampler, study_name=g)
+            study = optuna.create_study(direction="minimize", sampler=self._sampler(seed), study_name=g)
             for point in spec.search.points_to_evaluate:
                 study.enqueue_trial(point, skip_if_exists=True)
             self.studies[g] = study
+
+    def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
+        if self.spec.search.algorithm == "random":
+            return optuna.samplers.RandomSampler(seed=seed)
+        return optuna.samplers.TPESampler(seed=seed, n_startup_trials=self.spec.search.n_startup_trials,
+                                          multivariate=True, group=True, constant_liar=True)
 
     @property
     def total(self) -> int:
@@ -131,6 +132,7 @@ class GroupedSearcher(Searcher):
         return cfg
 
     def on_trial_complete(self, trial_id: str, result: dict[str, Any] | None = None, error: bool = False) -> None:
+        # ``ot``: the Optuna trial, or its number once the state went through save/restore.
         g, ot = self.live.pop(trial_id, (None, None))
         if ot is None or g is None:
             return
@@ -141,12 +143,64 @@ class GroupedSearcher(Searcher):
             self.studies[g].tell(ot, float(value))
 
     def save(self, checkpoint_path: str) -> None:
-        # Tune stores searcher state inside the run directory so `resume` can continue the
-        # studies; this file is only ever read back from the user's own run directory.
-        Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
+        """Write the searcher's progress as JSON (Tune names the file ``searcher-state-*.pkl``).
+
+        What is saved: trials issued per group, the trials in flight, and every Optuna
+        trial of every study (state, value, parameters with their distributions). The
+        spec, groups and grids come back with the searcher itself (Tune's ``tuner.pkl``).
+        JSON, not pickle: reading it back runs no code (see :mod:`cluster.integrity`).
+        """
+        state = {
+            "format": _STATE_FORMAT,
+            "issued": self.issued,
+            "live": {tid: [g, None if ot is None else (ot if isinstance(ot, int) else ot.number)]
+                     for tid, (g, ot) in self.live.items()},
+            "studies": {g: [_trial_json(t) for t in study.get_trials(deepcopy=False)]
+                        for g, study in self.studies.items()},
+        }
+        Path(checkpoint_path).write_text(json.dumps(state), encoding="utf-8")
 
     def restore(self, checkpoint_path: str) -> None:
-        self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))
+        """Continue from :meth:`save`'s JSON: each study is re-told its trials, in order.
+
+        The samplers are re-seeded from the group's seed and the number of trials so far, so
+        a resumed random search does not repeat the configurations it started with.
+        """
+        data = Path(checkpoint_path).read_bytes()
+        if data[:1] == b"\x80":  # a pickle from before the JSON state; resume verified or trusted the file
+            self.__dict__.update(pickle.loads(data))
+            return
+        state = json.loads(data.decode("utf-8"))
+        if state.get("format") != _STATE_FORMAT:
+            raise ValueError(f"{checkpoint_path}: not a {_STATE_FORMAT} file")
+        self.issued = {g: int(state["issued"].get(g, 0)) for g in self.groups}
+        for gi, g in enumerate(self.groups):
+            if g not in self.studies:
+                continue
+            trials = state["studies"].get(g, [])
+            seed = (self.spec.search.seed * 1000 + gi + 7919 * len(trials)) % 2**32
+            study = optuna.create_study(direction="minimize", sampler=self._sampler(seed), study_name=g)
+            for t in trials:
+                study.add_trial(_trial_from_json(t))
+            self.studies[g] = study
+        self.live = {str(tid): (str(g), None if n is None else int(n)) for tid, (g, n) in state["live"].items()}
+
+
+_STATE_FORMAT = "tunefactory-grouped-searcher/1"
+
+
+def _trial_json(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
+    return {"state": t.state.name, "value": t.value, "params": t.params,
+            "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+            "user_attrs": t.user_attrs, "system_attrs": t.system_attrs}
+
+
+def _trial_from_json(t: dict[str, Any]) -> optuna.trial.FrozenTrial:
+    state = optuna.trial.TrialState[t["state"]]
+    return optuna.trial.create_trial(
+        state=state, value=t["value"] if state == optuna.trial.TrialState.COMPLETE else None,
+        params=t["params"], distributions={k: json_to_distribution(d) for k, d in t["distributions"].items()},
+        user_attrs=t["user_attrs"], system_attrs=t["system_attrs"])
 
 
 class GroupedASHA(FIFOScheduler):
@@ -197,8 +251,10 @@ class GroupedASHA(FIFOScheduler):
         return "\n".join(f"{g}: {s.debug_string()}" for g, s in self._per_group.items())
 
     def save(self, checkpoint_path: str) -> None:
+        # Tune (2.60) never calls a scheduler's save/restore: the scheduler's state reaches a
+        # resumed sweep inside tuner.pkl, which `resume` authenticates (cluster.integrity).
+        # Kept for callers of the Scheduler API; a file read by restore must be as trusted.
         Path(checkpoint_path).write_bytes(pickle.dumps(self.__dict__))
 
     def restore(self, checkpoint_path: str) -> None:
-        # Only ever read back from the user's own run directory (see GroupedSearcher.save).
         self.__dict__.update(pickle.loads(Path(checkpoint_path).read_bytes()))

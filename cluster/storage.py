@@ -18,7 +18,8 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from trainables.errors import TunefactoryError
+from search_spaces.schema.spec import run_name_problem
+from trainables.errors import RunError, TunefactoryError
 
 # Filesystems whose files every node of a cluster sees (fstype from /proc/mounts).
 SHARED_FS = {
@@ -31,6 +32,18 @@ SHARED_FS = {
 
 class StorageError(TunefactoryError):
     """The storage location cannot be used (bad URI, unreachable bucket, relative path on a cluster)."""
+
+
+def check_run_name(name: str | None, *, option: str = "--name") -> str | None:
+    """``name`` when it may name a run folder (see :func:`search_spaces.schema.spec.run_name_problem`).
+
+    Raises:
+        RunError: one line naming the value and the allowed characters.
+    """
+    problem = None if name is None else run_name_problem(name)
+    if problem:
+        raise RunError(f"{option} {problem}; got {name!r}")
+    return name
 
 
 def is_uri(storage: str | os.PathLike[str]) -> bool:

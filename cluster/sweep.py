@@ -24,6 +24,7 @@ from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
+from cluster import integrity
 from cluster import ray_runtime as rt
 from cluster import storage as st
 from cluster.progress import METRIC, Progress
@@ -156,6 +157,7 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
     t1 = time.perf_counter()
     with rt.stop_on_signals() as sig:
         tuner.fit()
+    integrity.sign_files(location)  # every state file as the sweep left it (finished or interrupted)
     if sig.signum is not None:
         if started_ray:
             rt.shutdown_in_background().join()
@@ -186,6 +188,7 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
         The run directory (for URI storage: the local mirror the report was built in).
     """
     spec = loaded.spec
+    st.check_run_name(name)
     root = storage or spec.storage
     location = resolve_run_location(root, name or loaded.name, explicit_name=name is not None)
     t0 = time.perf_counter()
@@ -212,7 +215,7 @@ def _load_run_spec(location: str) -> LoadedSpec:
 
 
 def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: int | None = None,
-                 retry_failed: bool = False) -> Path:
+                 retry_failed: bool = False, trust_run_dir: bool = False) -> Path:
     """Continue an interrupted sweep in ``run_dir`` (finished trials are kept, not re-run).
 
     Args:
@@ -220,18 +223,27 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
         address: Ray cluster address; local Ray when None.
         num_cpus: CPUs of the local Ray instance.
         retry_failed: also run again the trials that failed (after their ``max_failures`` retries).
+        trust_run_dir: skip the check that the pickled state was signed by this sweep
+            (:mod:`cluster.integrity`); a crafted file then runs code as the caller.
 
     Raises:
-        RunError: not a run directory, or the sweep never started.
+        RunError: not a run directory, the sweep never started, or its pickled state is
+            unsigned or altered (without ``trust_run_dir``).
     """
     location = str(run_dir) if st.is_uri(run_dir) else str(Path(run_dir).resolve())
     read_spec_text(location)  # not a run directory: say so before anything else
     if not rt.can_restore(location):
         raise RunError(f"{location}: no Ray Tune state to resume (the sweep never started); start it again "
                        "with `tunefactory run`")
+    if trust_run_dir:
+        print(f"tunefactory: WARNING: --trust-run-dir: the pickled state in {location} is unpickled unchecked; "
+              "a crafted file there runs code as you", file=sys.stderr, flush=True)
+    else:
+        integrity.check_run_dir(location)  # before anything unpickles it
     loaded = _load_run_spec(location)
     datasets = prepare_groups(loaded.spec)
     fixed = reconcile_state(location)
+    integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state
     if fixed["finished"]:
         print(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
               "kept as finished", flush=True)

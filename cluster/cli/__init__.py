@@ -42,7 +42,8 @@ def _cmd_run(a: argparse.Namespace) -> int:
 def _cmd_resume(a: argparse.Namespace) -> int:
     from cluster.sweep import resume_sweep
 
-    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus, retry_failed=a.retry_failed)
+    resume_sweep(a.run_dir, address=a.address, num_cpus=a.num_cpus, retry_failed=a.retry_failed,
+                 trust_run_dir=a.trust_run_dir)
     return 0
 
 
@@ -75,6 +76,9 @@ def build_parser() -> argparse.ArgumentParser:
     rs.add_argument("--num-cpus", type=int, help="CPUs for the local Ray instance (default: all)")
     rs.add_argument("--retry-failed", action="store_true",
                     help="also run again the trials that failed (they already had max_failures retries)")
+    rs.add_argument("--trust-run-dir", action="store_true",
+                    help="skip the check that the run's pickled state (tuner.pkl, searcher state) was signed by "
+                    "this user's or team's key; RISK: a crafted file in the folder runs code as you")
     rs.set_defaults(fn=_cmd_resume)
 
     v = sub.add_parser("validate", help="check a spec and summarise it (exit 2 on errors)")

@@ -29,10 +29,15 @@ import jinja2
 from cluster import storage as st
 from cluster.ray_runtime import wait_for_nodes
 from search_spaces.loader import load_spec
+from search_spaces.schema.spec import control_characters, run_name_problem
 from trainables.errors import TunefactoryError
 
 ROOT = Path(__file__).resolve().parents[2]
 TIME_PATTERN = re.compile(r"^(\d+-)?\d{1,3}(:\d{2}){0,2}$")
+#: What an ``#SBATCH`` directive value may not hold: a directive line cannot be quoted for
+#: bash (a newline ends the comment and starts a command) and sbatch itself splits values at
+#: whitespace and treats quotes and backslashes specially.
+_DIRECTIVE_UNSAFE = re.compile(r"[\x00-\x20\x7f-\x9f\"'\\]")
 
 
 class SlurmError(TunefactoryError):
@@ -100,6 +105,22 @@ def _check(job: SlurmJob) -> None:
     for opt, val in (("--partition", job.partition), ("--account", job.account)):
         if val is not None and not re.match(r"^[A-Za-z0-9_.,-]+$", val):
             problems.append(f"{opt} may hold letters, digits and _ . , - only; got {val!r}")
+    name_problem = None if job.name is None else run_name_problem(job.name)
+    if name_problem:
+        problems.append(f"--name {name_problem}; got {job.name!r}")
+    # Shell lines quote every value (shlex.quote), but a quoted newline still puts text at the
+    # start of a line of the script: values with control characters are refused outright.
+    rendered = [("SPEC", str(job.spec)), ("--storage", job.storage), ("--python", job.python),
+                *(("--set", o) for o in job.overrides)]
+    bad = [(opt, val) for opt, val in rendered if control_characters(val)]
+    for opt, val in bad:
+        problems.append(f"{opt}: {val!r} holds a newline or another control character; it cannot go into the "
+                        "batch script")
+    log = str(job.log_file())
+    if not any(opt == "--storage" for opt, _ in bad) and _DIRECTIVE_UNSAFE.search(log):
+        where = f"storage {job.storage!r}" if not st.is_uri(job.storage) else f"the current directory {os.getcwd()!r}"
+        problems.append(f"--storage: {where} cannot go into the script's '#SBATCH --output=' line (no newlines, "
+                        "control characters, spaces, quotes or backslashes there); choose a plain path")
     if problems:
         raise SlurmError("\n".join(problems))
 

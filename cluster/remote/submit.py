@@ -163,6 +163,7 @@ def submit(spec: Path, *, address: str | None, name: str | None = None, storage:
         ClusterError: the cluster is unreachable or rejects the token.
         JobFailed: (``wait``) the job ended FAILED or STOPPED.
     """
+    st.check_run_name(name)
     loaded = load_spec(spec, list(overrides))
     root = check_storage(storage or loaded.spec.storage)
     c, addr, token = client(address)

@@ -33,6 +33,23 @@ from trainables.trial.config import TRAINING_KEYS
 
 _OPTIONAL_SECTIONS = ("target", "split", "window", "training", "search", "scheduler", "resources")
 
+#: What a run name (``name:`` in a spec, ``--name``) may hold: it names the run folder and
+#: is rendered into job scripts, so no path separators, no ``..``, no shell metacharacters.
+RUN_NAME_ALLOWED = "1-100 characters from A-Z a-z 0-9 . _ - (no '..', no path separators)"
+_RUN_NAME = re.compile(r"[A-Za-z0-9._-]{1,100}")
+
+
+def run_name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a run (None when it can)."""
+    if not _RUN_NAME.fullmatch(name) or ".." in name or name in (".", ".."):
+        return f"must be {RUN_NAME_ALLOWED}"
+    return None
+
+
+def control_characters(value: str) -> bool:
+    """Whether ``value`` holds a control character (newline, tab, NUL, DEL, ...)."""
+    return any(ord(c) < 32 or 127 <= ord(c) < 160 for c in value)
+
 
 class Spec(Section):
     """A whole sweep spec."""
@@ -62,16 +79,17 @@ class Spec(Section):
     @field_validator("name")
     @classmethod
     def _name(cls, v: str | None) -> str | None:
-        if v is not None and not re.match(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$", v):
-            raise PydanticCustomError("spec_rule", "must be 1-100 letters, digits, '.', '_' or '-' (it names the "
-                                      "run folder)")
+        problem = None if v is None else run_name_problem(v)
+        if problem:
+            raise PydanticCustomError("spec_rule", f"{problem} (it names the run folder)")
         return v
 
     @field_validator("storage")
     @classmethod
     def _storage(cls, v: str) -> str:
-        if not v.strip() or "\x00" in v:
-            raise PydanticCustomError("spec_rule", "must be a folder for run directories")
+        if not v.strip() or control_characters(v):
+            raise PydanticCustomError("spec_rule", "must be a folder for run directories (no newlines or other "
+                                      "control characters)")
         return v
 
     @model_validator(mode="after")

@@ -6,12 +6,15 @@ Moved from ``tests/search_spaces/test_space.py`` with :func:`cluster.searcher.to
 
 from __future__ import annotations
 
+import json
 import math
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import optuna
 import pytest
+import yaml
 
 from cluster.searcher import to_tune
 from search_spaces.distributions import parse_dist
@@ -85,3 +88,40 @@ def test_fixed_value_is_not_searched() -> None:
     study = optuna.create_study()
     t = study.ask()
     assert d.suggest(t, "x") == 32 and "x" not in t.params
+
+
+# ----------------------------------------------------------------------------- state on resume (issue 14, item 1)
+@pytest.mark.parametrize("algorithm", ["optuna-tpe", "random"])
+def test_searcher_state_is_json_and_restores_the_studies(tmp_path: Path, tiny_spec_text: str,
+                                                         algorithm: str) -> None:
+    from cluster.searcher import GroupedSearcher
+    from search_spaces.loader import load_spec
+
+    raw = yaml.safe_load(tiny_spec_text)
+    raw["search"].update(num_samples=8, algorithm=algorithm)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(tmp_path / "s.yaml").spec
+    a = GroupedSearcher(spec, metric="val_ratio_best", mode="min")
+    configs = [a.suggest(f"t{i}") for i in range(4)]
+    a.on_trial_complete("t0", {"val_ratio_best": 0.9})
+    a.on_trial_complete("t1", error=True)
+    a.on_trial_complete("t2", {"val_ratio_best": 0.8})
+    a.save(str(tmp_path / "state.pkl"))
+    state = json.loads((tmp_path / "state.pkl").read_text())  # JSON: reading it back runs no code
+    assert state["format"].startswith("tunefactory-grouped-searcher/") and state["live"] == {"t3": ["BTC-USDT/1d", 3]}
+
+    b = GroupedSearcher(spec, metric="val_ratio_best", mode="min")  # what tuner.pkl brings back
+    b.restore(str(tmp_path / "state.pkl"))
+    trials = b.studies["BTC-USDT/1d"].trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "FAIL", "COMPLETE", "RUNNING"]
+    assert [t.value for t in trials] == [0.9, None, 0.8, None]
+    assert [t.params for t in trials] == [t.params for t in a.studies["BTC-USDT/1d"].trials]
+    assert b.issued == {"BTC-USDT/1d": 4}
+    b.on_trial_complete("t3", {"val_ratio_best": 0.7})  # the trial in flight at the snapshot
+    assert b.studies["BTC-USDT/1d"].trials[3].value == 0.7
+    more = [b.suggest(f"u{i}") for i in range(4)]
+    assert [c["trial_number"] for c in more] == [4, 5, 6, 7]
+    assert b.suggest("u4") == "FINISHED"  # the group's budget of 8 is spent
+    strip = ("seed", "trial_number")
+    firsts = [{k: v for k, v in c.items() if k not in strip} for c in configs]
+    assert not all({k: v for k, v in c.items() if k not in strip} in firsts for c in more)  # no replay

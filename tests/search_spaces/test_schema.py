@@ -332,8 +332,11 @@ def test_spec_error_lists_every_problem(tmp_path: Path, tiny_spec_text: str) -> 
     ("target.kind", "multiplyer", r"target\.kind: unknown target \(did you mean 'multiplier'\?\)"),
     ("split", {"train": 0.9, "val": 0.1}, r"split\.val: fractions leave nothing for test"),
     ("split", {"val_start": "2024-01-01"}, r"split\.test_start: a date split needs both val_start and test_start"),
-    ("name", "my run", r"name: must be 1-100 letters, digits, '\.', '_' or '-' \(it names the run folder\); "
-     r"got 'my run'"),
+    ("name", "my run", r"name: must be 1-100 characters from A-Z a-z 0-9 \. _ - \(no '\.\.', no path separators\) "
+     r"\(it names the run folder\); got 'my run'"),
+    ("name", "a..b", r"name: must be 1-100 characters .*; got 'a\.\.b'"),
+    ("storage", "runs\ntouch x", r"storage: must be a folder for run directories \(no newlines or other control "
+     r"characters\)"),
 ])
 def test_more_rules(key: str, value: Any, match: str, tmp_path: Path, tiny_spec_text: str) -> None:
     spec = _write(tmp_path, _mutated(tiny_spec_text, _set(key, value)))
