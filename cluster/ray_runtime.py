@@ -21,7 +21,6 @@ too, and ``import ray.tune`` costs ~1.5 s of start-up on a 2-core machine.
 from __future__ import annotations
 
 import contextlib
-import json
 import logging
 import math
 import os
@@ -29,12 +28,11 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from cluster import integrity
-from cluster import storage as st
 from cluster.auth import ClusterError, enable_token_auth_for_address, find_token, rejection_message
 
 #: Environment of every trial worker.
@@ -249,50 +247,6 @@ def grid_search(values: list[Any]) -> Any:
     return tune.grid_search(values)
 
 
-class _Signals:
-    """Which signal stopped a sweep (None: it ran to its end)."""
-
-    signum: int | None = None
-
-
-@contextlib.contextmanager
-def stop_on_signals() -> Iterator[_Signals]:
-    """During ``Tuner.fit``: SIGINT and SIGTERM stop the sweep cleanly, and say which did.
-
-    Tune stops the trials and snapshots its state one last time (so ``resume`` continues
-    exactly) when it gets SIGINT or SIGUSR1, but it swallows SIGINT (``fit`` returned
-    normally, and Ctrl-C exited 0 with "sweep finished") and leaves SIGTERM to Python
-    (exit 134 with a stack dump). So Tune's own SIGINT handler is switched off with its
-    documented ``TUNE_DISABLE_SIGINT_HANDLER`` and ours forwards both signals to Tune as
-    SIGUSR1, remembering which came. A second signal gets Python's default (hard stop).
-    """
-    import signal
-
-    got = _Signals()
-    if threading.current_thread() is not threading.main_thread():
-        yield got  # signals reach the main thread only; nothing to catch here
-        return
-
-    def on_signal(sig: int, frame: Any) -> None:
-        got.signum = sig
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-        signal.signal(signal.SIGTERM, signal.SIG_DFL)
-        signal.raise_signal(signal.SIGUSR1)
-
-    before_env = os.environ.get("TUNE_DISABLE_SIGINT_HANDLER")
-    os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = "1"
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield got
-    finally:
-        for s, h in previous.items():
-            signal.signal(s, h)
-        if before_env is None:
-            os.environ.pop("TUNE_DISABLE_SIGINT_HANDLER", None)
-        else:
-            os.environ["TUNE_DISABLE_SIGINT_HANDLER"] = before_env
-
-
 def can_restore(location: str) -> bool:
     """Whether ``location`` holds a Tune experiment that can be restored."""
     from ray import tune
@@ -417,82 +371,3 @@ def bounded_trainable(fn: Callable[..., Any], *, max_rss_mb: float) -> Callable[
         maybe_cache._tunefactory_retires = True  # type: ignore[attr-defined]
         cls._maybe_cache_trial_actor = maybe_cache
     return fn
-
-
-# ----------------------------------------------------------------------------- experiment state
-def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
-    """The final result row of a trial folder (``done`` with test scores), or None.
-
-    A trial ASHA stopped also ends with ``done=True`` in Ray 2.60; only a finished trial's
-    last row carries the test scores.
-    """
-    import pyarrow.fs as pafs
-
-    path = f"{trial_path}/result.json"
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
-    with fs.open_input_stream(path) as fh:
-        text = bytes(fh.read()).decode("utf-8", errors="replace")
-    for line in reversed(text.splitlines()):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("done") is True and "test_rmse" in row:
-            return row
-    return None
-
-
-def reconcile_state(location: str) -> dict[str, list[str]]:
-    """Make Tune's experiment state agree with the trial folders before ``Tuner.restore``.
-
-    A driver killed between a trial's final result and the next state snapshot leaves
-    that trial RUNNING in the state although its final row and checkpoint are on disk;
-    restoring as is would train it again. Such trials are marked TERMINATED. Unfinished
-    trials without a checkpoint restart from scratch, so their partial epoch rows are
-    cleared (the history then holds each epoch once).
-
-    Returns:
-        ``{"finished": [...], "cleared": [...]}`` trial ids.
-    """
-    import pyarrow.fs as pafs
-
-    if st.is_uri(location):
-        fs, root = pafs.FileSystem.from_uri(location)
-    else:
-        fs, root = pafs.LocalFileSystem(), str(Path(location).resolve())
-    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
-                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
-    done: dict[str, list[str]] = {"finished": [], "cleared": []}
-    if not states:
-        return done
-    with fs.open_input_stream(states[-1]) as fh:
-        state = json.loads(bytes(fh.read()).decode("utf-8"))
-    changed = False
-    for pair in state.get("trial_data", []):
-        trial, meta = json.loads(pair[0]), json.loads(pair[1])
-        if trial.get("status") in ("TERMINATED", "ERROR"):
-            continue
-        tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"
-        final = _trial_finished(fs, tpath)
-        if final is not None:
-            trial["status"] = "TERMINATED"
-            meta["last_result"] = final
-            pair[0], pair[1] = json.dumps(trial, indent=2), json.dumps(meta, indent=2)
-            done["finished"].append(trial["trial_id"])
-            changed = True
-            continue
-        ckpts = [i for i in fs.get_file_info(pafs.FileSelector(tpath, allow_not_found=True))
-                 if i.base_name.startswith("checkpoint_")]
-        if not ckpts:
-            for f in ("result.json", "progress.csv"):
-                if fs.get_file_info(f"{tpath}/{f}").type == pafs.FileType.File:
-                    with fs.open_output_stream(f"{tpath}/{f}") as out:
-                        out.write(b"")
-            done["cleared"].append(trial["trial_id"])
-    if changed:
-        tmp = f"{states[-1]}.tmp"
-        with fs.open_output_stream(tmp) as out:
-            out.write(json.dumps(state).encode("utf-8"))
-        fs.move(tmp, states[-1])
-    return done

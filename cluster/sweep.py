@@ -27,8 +27,9 @@ from typing import Any
 from cluster import integrity
 from cluster import ray_runtime as rt
 from cluster import storage as st
+from cluster.experiment_state import reconcile_state
 from cluster.progress import METRIC, Progress
-from cluster.ray_runtime import WORKER_ENV, init_ray, reconcile_state
+from cluster.ray_runtime import WORKER_ENV, init_ray
 from cluster.run_folder import (
     group_summary,
     print_trial_counts,
@@ -38,6 +39,7 @@ from cluster.run_folder import (
     write_run_header,
 )
 from cluster.searcher import GroupedASHA, GroupedSearcher
+from cluster.signals import stop_on_signals
 from cluster.tune_trial import train_trial
 from search_spaces.loader import LoadedSpec, load_spec
 from search_spaces.recipes import prepare_groups
@@ -155,7 +157,7 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
     """
     _in_background(_import_importance, "report-imports")
     t1 = time.perf_counter()
-    with rt.stop_on_signals() as sig:
+    with stop_on_signals() as sig:
         tuner.fit()
     integrity.sign_files(location)  # every state file as the sweep left it (finished or interrupted)
     if sig.signum is not None:

@@ -1,0 +1,92 @@
+"""Tune's experiment state file, made to agree with the trial folders before a restore.
+
+Tune's ``experiment_state-*.json`` is a private format (Ray 2.60); this module reads and
+patches it as JSON through pyarrow's filesystems (local folders and URIs alike) and imports
+no Ray. The Ray API itself stays in :mod:`cluster.ray_runtime`.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from cluster import storage as st
+
+
+def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
+    """The final result row of a trial folder (``done`` with test scores), or None.
+
+    A trial ASHA stopped also ends with ``done=True`` in Ray 2.60; only a finished trial's
+    last row carries the test scores.
+    """
+    import pyarrow.fs as pafs
+
+    path = f"{trial_path}/result.json"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return None
+    with fs.open_input_stream(path) as fh:
+        text = bytes(fh.read()).decode("utf-8", errors="replace")
+    for line in reversed(text.splitlines()):
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue
+        if row.get("done") is True and "test_rmse" in row:
+            return row
+    return None
+
+
+def reconcile_state(location: str) -> dict[str, list[str]]:
+    """Make Tune's experiment state agree with the trial folders before ``Tuner.restore``.
+
+    A driver killed between a trial's final result and the next state snapshot leaves
+    that trial RUNNING in the state although its final row and checkpoint are on disk;
+    restoring as is would train it again. Such trials are marked TERMINATED. Unfinished
+    trials without a checkpoint restart from scratch, so their partial epoch rows are
+    cleared (the history then holds each epoch once).
+
+    Returns:
+        ``{"finished": [...], "cleared": [...]}`` trial ids.
+    """
+    import pyarrow.fs as pafs
+
+    if st.is_uri(location):
+        fs, root = pafs.FileSystem.from_uri(location)
+    else:
+        fs, root = pafs.LocalFileSystem(), str(Path(location).resolve())
+    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
+    done: dict[str, list[str]] = {"finished": [], "cleared": []}
+    if not states:
+        return done
+    with fs.open_input_stream(states[-1]) as fh:
+        state = json.loads(bytes(fh.read()).decode("utf-8"))
+    changed = False
+    for pair in state.get("trial_data", []):
+        trial, meta = json.loads(pair[0]), json.loads(pair[1])
+        if trial.get("status") in ("TERMINATED", "ERROR"):
+            continue
+        tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"
+        final = _trial_finished(fs, tpath)
+        if final is not None:
+            trial["status"] = "TERMINATED"
+            meta["last_result"] = final
+            pair[0], pair[1] = json.dumps(trial, indent=2), json.dumps(meta, indent=2)
+            done["finished"].append(trial["trial_id"])
+            changed = True
+            continue
+        ckpts = [i for i in fs.get_file_info(pafs.FileSelector(tpath, allow_not_found=True))
+                 if i.base_name.startswith("checkpoint_")]
+        if not ckpts:
+            for f in ("result.json", "progress.csv"):
+                if fs.get_file_info(f"{tpath}/{f}").type == pafs.FileType.File:
+                    with fs.open_output_stream(f"{tpath}/{f}") as out:
+                        out.write(b"")
+            done["cleared"].append(trial["trial_id"])
+    if changed:
+        tmp = f"{states[-1]}.tmp"
+        with fs.open_output_stream(tmp) as out:
+            out.write(json.dumps(state).encode("utf-8"))
+        fs.move(tmp, states[-1])
+    return done
