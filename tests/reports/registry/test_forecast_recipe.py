@@ -110,3 +110,63 @@ def test_winner_without_recipe_json_fails_in_one_line(registry: Path, tmp_path: 
     with pytest.raises(RunError, match=r"no recipe\.json .*export the winner again") as e:
         forecast("BTC-USDT", "1d", registry=old)
     assert "\n" not in str(e.value)
+
+
+METRIC_SPEC = """\
+name: metricwin
+data:
+  assets: [BTC-USDT]
+  timeframes: [1d]
+  start: 2025-01-01
+  metrics: [{table}]
+window: {{lookback: 4}}
+features:
+  pool: [log_return, hl_spread, {{gn_addresses_active_count_change: {{lag: 1}}}}]
+  min_size: 3
+  max_size: 3
+model:
+  families:
+    mlp: {{units: 8}}
+training: {{max_epochs: 2, patience: 2, batch_size: 64}}
+search: {{algorithm: random, num_samples: 1, seed: 5}}
+scheduler: {{kind: none}}
+resources: {{cpus: 1}}
+"""
+
+
+@pytest.fixture(scope="module")
+def metric_registry(tmp_path_factory: pytest.TempPathFactory, ray_local: None) -> Path:
+    """A registry with the winner of a one-trial run whose subset uses a metric-table feature.
+
+    The table is made here (Glassnode layout: ``timestamp`` + one column per metric, daily
+    values stamped at 00:00 of their day), one row per day of the embedded BTC 1d candles.
+    """
+    from cluster.sweep import run_sweep
+    from reports.registry.winners import export_run
+    from search_spaces.loader import load_spec
+
+    d = tmp_path_factory.mktemp("metricwin")
+    candles = pd.read_csv(EMBEDDED_DIR / "BTC-USDT_1d.csv")
+    table = pd.DataFrame({"timestamp": candles["timestamp"],
+                          "addresses/active_count": (candles["volume"].astype(float) * 7 + 1000).round()})
+    table.to_csv(d / "BTC_metrics.csv", index=False)
+    spec = d / "metricwin.yaml"
+    spec.write_text(METRIC_SPEC.format(table=d / "BTC_metrics.csv"))
+    reg = d / "winners"
+    with indicator_registry_restored():  # the metric indicators must not leak into later modules
+        run = run_sweep(load_spec(spec), name="metricwin", storage=str(d / "runs"))
+        export_run(run, reg)
+    return reg
+
+
+def test_metric_table_forecast_equals_the_test_prediction(metric_registry: Path) -> None:
+    r = DataRecipe.from_dict(json.loads((metric_registry / "BTC-USDT_1d" / "recipe.json").read_text()))
+    assert len(r.metric_files) == 1 and r.metric_files[0].is_absolute()
+    assert "gn_addresses_active_count_change" in (metric_registry / "BTC-USDT_1d" / "config.yaml").read_text()
+    preds = pd.read_csv(next((metric_registry / "BTC-USDT_1d").rglob("predictions.csv")))
+    preds["ts"] = pd.to_datetime(preds["timestamp"], utc=True)
+    for row in (0, len(preds) // 2, len(preds) - 1):
+        p = preds.iloc[row]
+        fc = forecast("BTC-USDT", "1d", registry=metric_registry, now=p["ts"] + DAY, model="selection")
+        assert fc.last_open == p["ts"]
+        assert fc.value == pytest.approx(p["y_pred"], rel=1e-6, abs=1e-7), row
