@@ -98,6 +98,7 @@ def prune(registry: Path, name: str, keep: int = 2) -> None:
 
 
 def history_line(reg: Path, entry: dict[str, Any]) -> None:
+    """Append one replacement record to ``history.jsonl``, flushed to disk."""
     with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
         fh.write(json.dumps(entry) + "\n")
         fh.flush()

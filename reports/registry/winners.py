@@ -344,17 +344,14 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
             if tmp.exists():
                 shutil.rmtree(tmp, ignore_errors=True)
         publish(reg, name, version)  # the commit point
-        with open(reg / "history.jsonl", "a", encoding="utf-8") as fh:
-            fh.write(json.dumps({
-                "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
-                "run": str(run.path.resolve()), "trial_id": t.trial_id, "version": version.name,
-                "forced": bool(force and old is not None),
-                "before": {k: old.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill", "run", "trial_id")}
-                if old else None,
-                "after": {k: metrics.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill")},
-            }) + "\n")
-            fh.flush()
-            os.fsync(fh.fileno())
+        history_line(reg, {
+            "when": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"), "group": group,
+            "run": str(run.path.resolve()), "trial_id": t.trial_id, "version": version.name,
+            "forced": bool(force and old is not None),
+            "before": {k: old.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill", "run", "trial_id")}
+            if old else None,
+            "after": {k: metrics.get(k) for k in ("val_rmse_best", "test_rmse", "test_skill")},
+        })
         prune(reg, name)
         skill = metrics.get("test_skill")
         skill_s = f"{skill * 100:+.2f}%" if isinstance(skill, (int, float)) else "n/a"
