@@ -58,10 +58,24 @@ def _cmd_space(a: argparse.Namespace) -> int:
     return 0
 
 
+def version() -> str:
+    """``tunefactory X.Y.Z`` from the installed package's metadata (``unknown`` when run from a bare checkout)."""
+    from importlib.metadata import PackageNotFoundError
+    from importlib.metadata import version as _dist_version
+
+    try:
+        v = _dist_version("tunefactory")
+    except PackageNotFoundError:
+        v = "unknown"
+    return f"tunefactory {v} (Python {sys.version.split()[0]})"
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser (public so the README and tests can list the commands)."""
     p = argparse.ArgumentParser(prog="tunefactory", description="Hyperparameter and indicator-subset "
-                                "search for crypto forecasting models on Ray Tune + Keras.")
+                                "search for crypto forecasting models on Ray Tune + Keras.",
+                                epilog="Example: tunefactory run search_spaces/laptop.yaml")
+    p.add_argument("--version", action="version", version=version())
     sub = p.add_subparsers(dest="command", required=True)
 
     r = sub.add_parser("run", help="run a sweep and write its leaderboard")
@@ -82,13 +96,15 @@ def build_parser() -> argparse.ArgumentParser:
     rs.set_defaults(fn=_cmd_resume)
 
     v = sub.add_parser("validate", help="check a spec and summarise it (exit 2 on errors)")
-    v.add_argument("spec", type=Path)
-    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    v.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
+    v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, parsed as YAML: --set training.max_epochs=3")
     v.set_defaults(fn=_cmd_validate)
 
     s = sub.add_parser("space", help="size of the search space, trials and trial-epochs")
-    s.add_argument("spec", type=Path)
-    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    s.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/factory.yaml")
+    s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a spec value, parsed as YAML: --set search.num_samples=100")
     s.set_defaults(fn=_cmd_space)
 
     # One module per command group: results (report/export/forecast/confirm), data, remote.

@@ -81,7 +81,8 @@ def register(sub: Any) -> None:
     s.set_defaults(fn=_cmd_submit)
 
     j = sub.add_parser("jobs", help="status, logs or stop of a submitted job (or list them)")
-    j.add_argument("action", choices=["status", "logs", "stop", "list"])
+    j.add_argument("action", choices=["status", "logs", "stop", "list"],
+                   help="status/logs/stop of one job, or list every job")
     j.add_argument("job", nargs="?", help="the job id `tunefactory submit` printed")
     j.add_argument("--address", help=_ADDRESS_HELP)
     j.add_argument("--follow", "-f", action="store_true", help="logs: keep printing until the job ends")

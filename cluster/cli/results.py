@@ -92,14 +92,14 @@ def _timestamp(text: str) -> Any:
 def register(sub: Any) -> None:
     """Add ``report``, ``export``, ``refit``, ``forecast`` and ``confirm`` to the ``tunefactory`` subcommands."""
     rp = sub.add_parser("report", help="(re)write RUN_DIR/report/ from the files on disk")
-    rp.add_argument("run_dir", type=Path)
+    rp.add_argument("run_dir", type=Path, help="the run folder that `tunefactory run` printed (e.g. runs/laptop-2026-12-01_10-20)")
     rp.add_argument("--top-k", type=int, default=10, help="best trials the indicator chart compares (default 10)")
     rp.add_argument("--fee", type=_percent, default=0.1, help="backtest fee per trade in percent (default 0.1)")
     rp.set_defaults(fn=_cmd_report)
 
     e = sub.add_parser("export", help="export each asset/timeframe winner to a registry folder")
-    e.add_argument("run_dir", type=Path)
-    e.add_argument("--registry", type=Path, default=Path("winners"))
+    e.add_argument("run_dir", type=Path, help="the run folder that `tunefactory run` printed (e.g. runs/laptop-2026-12-01_10-20)")
+    e.add_argument("--registry", type=Path, default=Path("winners"), help="winners registry folder (default: winners)")
     e.add_argument("--force", action="store_true", help="replace even a better or differently judged winner")
     e.add_argument("--no-refit", action="store_true",
                    help="export the scored (selection) model only; no production model trained on all the data")
@@ -107,7 +107,7 @@ def register(sub: Any) -> None:
     e.set_defaults(fn=_cmd_export)
 
     r = sub.add_parser("refit", help="retrain the registry's production models on newer candles (no search)")
-    r.add_argument("registry", type=Path)
+    r.add_argument("registry", type=Path, help="winners registry folder that `tunefactory export` wrote")
     r.add_argument("--asset", help="only this asset (default: every winner)")
     r.add_argument("--timeframe", help="only this timeframe (default: every winner)")
     r.add_argument("--data", type=Path, help="candle folder (default: where the run read its candles)")
@@ -116,7 +116,7 @@ def register(sub: Any) -> None:
     f = sub.add_parser("forecast", help="next-candle forecast of an exported winner from the latest candles")
     f.add_argument("--asset", required=True, help="e.g. BTC-USDT")
     f.add_argument("--timeframe", required=True, help="e.g. 1h")
-    f.add_argument("--registry", type=Path, default=Path("winners"))
+    f.add_argument("--registry", type=Path, default=Path("winners"), help="winners registry folder (default: winners)")
     f.add_argument("--data", type=Path, help="candle file or folder (default: where the run read its candles)")
     f.add_argument("--at", type=_timestamp, help="forecast as of this UTC time (later candles are ignored)")
     f.add_argument("--model", choices=("production", "selection"), default="production",
@@ -126,7 +126,7 @@ def register(sub: Any) -> None:
     f.set_defaults(fn=_cmd_forecast)
 
     c = sub.add_parser("confirm", help="re-train the top-k configs per asset/timeframe with new seeds (and folds)")
-    c.add_argument("run_dir", type=Path)
+    c.add_argument("run_dir", type=Path, help="the run folder that `tunefactory run` printed (e.g. runs/laptop-2026-12-01_10-20)")
     c.add_argument("--top-k", type=int, default=3, help="configs per asset/timeframe (default 3)")
     c.add_argument("--seeds", type=int, default=3, help="seeds per config (default 3)")
     c.add_argument("--folds", type=int, help="walk-forward folds: the sweep's test span in F chunks, each "
