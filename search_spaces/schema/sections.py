@@ -48,7 +48,7 @@ class DataSection(Section):
     gap_policy: Literal["drop_windows", "ffill"] = "drop_windows"
     ffill_limit: int = Field(default=3, ge=1, le=1000)
     #: Attach the asset's perpetual funding rates (``true``: the embedded file
-    #: ``data/funding/<ASSET>_perp_funding_rate_8h.csv``; or a file path with ``{asset}``).
+    #: ``trainables/data/embedded/funding/<ASSET>_perp_funding_rate_8h.csv``; or a file path with ``{asset}``).
     funding: bool | str = False
     #: Wide metric tables (``timestamp`` + one column per metric, Glassnode style), one path
     #: per entry; ``{asset}`` and ``{base}`` (e.g. ``BTC``) are replaced per asset.

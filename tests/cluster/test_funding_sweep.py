@@ -13,7 +13,7 @@ data:
   assets: [BTC-USDT]
   timeframes: [8h]
   start: 2025-01-01      # the vendored funding file has a hole 2023-06 .. 2024-12
-  funding: true          # data/funding/BTC-USDT_perp_funding_rate_8h.csv, aligned as of candle close
+  funding: true          # trainables/data/embedded/funding/BTC-USDT_perp_funding_rate_8h.csv, aligned as of candle close
 window: {lookback: 6}
 features:
   pool: [log_return, hl_spread, funding_rate, {funding_rate_change: {lag: [1, 3]}}]

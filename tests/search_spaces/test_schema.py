@@ -16,8 +16,7 @@ import pytest
 import yaml
 
 from search_spaces.loader import SpecError, load_spec
-
-from .helpers import ROOT
+from trainables.data.candles import EMBEDDED_DIR
 
 ALLOWED_TOP = ("name, description, data, target, split, window, features, model, training, search, scheduler, "
                "resources, storage")
@@ -382,7 +381,7 @@ def test_volatility_target_rules(tmp_path: Path, tiny_spec_text: str) -> None:
         load_spec(spec)
     folder = tmp_path / "candles"
     folder.mkdir()
-    (folder / "BTC-USDT_1d.csv").write_bytes((ROOT / "data" / "ohlcv" / "BTC-USDT_1d.csv").read_bytes())
+    (folder / "BTC-USDT_1d.csv").write_bytes((EMBEDDED_DIR / "BTC-USDT_1d.csv").read_bytes())
     spec = _write(tmp_path, _mutated(tiny_spec_text, _many(_set("target.kind", "volatility"),
                                                            _set("data.path", str(folder)))))
     with pytest.raises(SpecError, match=rf"data\.assets\[0\]: target volatility is computed from 1h candles, and "

@@ -20,8 +20,9 @@ import pandas as pd
 from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
 from trainables.errors import DataError
 
-#: The folder of embedded candles shipped with the project (Binance spot, see data/README.md).
-EMBEDDED_DIR: Path = Path(__file__).resolve().parents[2] / "data" / "ohlcv"
+#: The folder of embedded candles shipped with the project, in the source tree and in the wheel
+#: (Binance spot, see ``trainables/data/embedded/README.md``).
+EMBEDDED_DIR: Path = Path(__file__).resolve().parent / "embedded" / "ohlcv"
 #: Embedded Binance USDT-M perpetual funding rates (``<ASSET>_perp_funding_rate_8h.csv``).
 EMBEDDED_FUNDING_DIR: Path = EMBEDDED_DIR.parent / "funding"
 

@@ -27,7 +27,7 @@ data:
   path: {path}
   start: 2025-01-01      # the vendored funding file has a hole 2023-06 .. 2024-12
   end: 2026-01-01        # later candles exist: the forecast must still see them
-  funding: true          # data/funding/BTC-USDT_perp_funding_rate_8h.csv
+  funding: true          # trainables/data/embedded/funding/BTC-USDT_perp_funding_rate_8h.csv
   gap_policy: ffill
   ffill_limit: 2
 window: {{lookback: 4}}

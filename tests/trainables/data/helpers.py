@@ -6,13 +6,13 @@ from pathlib import Path
 
 import pandas as pd
 
-from trainables.data.candles import load_candles
+from trainables.data.candles import EMBEDDED_FUNDING_DIR, load_candles
 
 ROOT = Path(__file__).resolve().parents[3]
 FIX = ROOT / "tests" / "fixtures" / "metrics"
 DAILY = FIX / "BTC_metrics_daily.csv"
 EIGHT_H = FIX / "BTC_metrics_8h.csv"
-FUNDING = ROOT / "data" / "funding" / "BTC-USDT_perp_funding_rate_8h.csv"
+FUNDING = EMBEDDED_FUNDING_DIR / "BTC-USDT_perp_funding_rate_8h.csv"
 GLASSNODE = Path("/work/shared/data/onchain/BTC_glassnode_daily.csv.gz")
 DAY, HOUR = pd.Timedelta(days=1), pd.Timedelta(hours=1)
 

@@ -41,7 +41,7 @@ def test_embedded_set_loads_every_asset_and_reports_known_gaps() -> None:
     assert set(have) == {"BTC-USDT", "ETH-USDT", "BNB-USDT", "SOL-USDT", "XRP-USDT", "ADA-USDT"}
     c = load_candles("BTC-USDT", "1h")
     assert len(c.frame) == 73_404
-    # data/README.md: 128 missing hours in 28 holes, the largest 33 after 2018-02-08T00:00Z.
+    # trainables/data/embedded/README.md: 128 missing hours in 28 holes, the largest 33 after 2018-02-08T00:00Z.
     assert (c.gaps.missing, c.gaps.events) == (128, 28)
     assert c.gaps.largest[0] == ("2018-02-08T00:00Z", 33)
     d = load_candles("BTC-USDT", "1d")
@@ -147,8 +147,10 @@ def test_cli_reports_bad_data_in_one_line_exit_2(tmp_path: Path, tiny_spec: Path
     assert not runs.exists()  # nothing half-written
 
 
-def test_embedded_dir_is_inside_the_project() -> None:
-    assert EMBEDDED_DIR.is_dir() and (EMBEDDED_DIR.parent.parent / "pyproject.toml").is_file()
+def test_embedded_dir_is_inside_the_package() -> None:
+    # Inside trainables/, so the wheel carries it (tests/test_packaging.py installs one).
+    assert EMBEDDED_DIR.is_dir() and (EMBEDDED_DIR.parents[3] / "pyproject.toml").is_file()
+    assert EMBEDDED_DIR.parents[1].name == "data" and (EMBEDDED_DIR.parents[1] / "candles.py").is_file()
 
 
 def test_fill_gaps_fills_short_holes_with_flat_candles_only() -> None:

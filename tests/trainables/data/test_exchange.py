@@ -18,12 +18,12 @@ import ccxt
 import pandas as pd
 import pytest
 
-from trainables.data.candles import read_candles
+from trainables.data.candles import EMBEDDED_DIR, read_candles
 from trainables.data.exchange import FetchResult, asset_symbol, fetch_candles, make_exchange
 from trainables.errors import DataError, TunefactoryError
 
 FIXTURE = Path(__file__).resolve().parents[2] / "fixtures" / "exchange" / "binance_btc_usdt_1h_pages.json"
-EMBEDDED_1H = Path(__file__).resolve().parents[3] / "data" / "ohlcv" / "BTC-USDT_1h.csv.gz"
+EMBEDDED_1H = EMBEDDED_DIR / "BTC-USDT_1h.csv.gz"
 HOUR = 3_600_000
 T0 = 1_609_459_200_000  # 2021-01-01T00:00Z, first recorded candle
 HEADER = "timestamp,open,high,low,close,volume\n"
