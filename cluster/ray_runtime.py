@@ -97,6 +97,12 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
+def import_ray() -> None:
+    """Import Ray now: it installs its terminal log handler at import, which
+    :func:`cluster.console.tame_third_party` then turns down."""
+    import ray  # noqa: F401
+
+
 def shutdown_in_background() -> threading.Thread:
     """Stop the local Ray instance on a daemon thread (~1.3 s, mostly waiting for processes)."""
     import ray
@@ -309,16 +315,34 @@ def sign_state_snapshots() -> None:
     cls.save_to_dir = save_to_dir
 
 
-def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None]) -> Any:
-    """A Tune callback calling ``on_complete(trial)`` / ``on_error(trial)`` as trials end."""
+def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None], *,
+                       on_start: Callable[[Any], None] | None = None,
+                       on_end: Callable[[], None] | None = None) -> Any:
+    """A Tune callback calling ``on_complete(trial)`` / ``on_error(trial)`` as trials end.
+
+    ``on_start(trial)`` runs when a trial starts or is restored on a worker, ``on_end()``
+    when the experiment ends (also after an interruption).
+    """
     from ray.tune import Callback
 
     class _TrialEnd(Callback):
+        def on_trial_start(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if on_start is not None:
+                on_start(trial)
+
+        def on_trial_restore(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            if on_start is not None:
+                on_start(trial)
+
         def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             on_complete(trial)
 
         def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
             on_error(trial)
+
+        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            if on_end is not None:
+                on_end()
 
     return _TrialEnd()
 

@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from cluster import storage as st
+from cluster.console import say
 from reports.build import build_report
 from reports.collect import load_run
 from search_spaces.loader import LoadedSpec
@@ -120,13 +121,12 @@ def write_report(location: str) -> Path:
     """
     if not st.is_uri(location):
         out = build_report(Path(location))
-        print(f"tunefactory: leaderboard {out / 'index.html'}", flush=True)
+        say(f"tunefactory: leaderboard {out / 'index.html'}")
         return Path(location)
     local = st.download(location, st.local_mirror(location))
     out = build_report(local)
     st.upload(out, st.join(location, "report"))
-    print(f"tunefactory: leaderboard {st.join(location, 'report', 'index.html')} (local copy {out / 'index.html'})",
-          flush=True)
+    say(f"tunefactory: leaderboard {st.join(location, 'report', 'index.html')} (local copy {out / 'index.html'})")
     return local
 
 
@@ -139,4 +139,4 @@ def print_trial_counts(location: str) -> None:
     counts: dict[str, int] = {}
     for t in run.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
-    print("tunefactory: trials " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())), flush=True)
+    say("tunefactory: trials " + ", ".join(f"{v} {k}" for k, v in sorted(counts.items())))

@@ -27,6 +27,7 @@ from typing import Any
 from cluster import integrity
 from cluster import ray_runtime as rt
 from cluster import storage as st
+from cluster.console import attach_log_file, say, tame_third_party
 from cluster.experiment_state import reconcile_state
 from cluster.progress import METRIC, Progress
 from cluster.ray_runtime import WORKER_ENV, init_ray
@@ -97,9 +98,10 @@ def spec_tuner(spec: Spec, fn: Callable[..., Any], run_dir: Path | str, *, param
                          max_concurrent=spec.search.max_concurrent, callbacks=callbacks, **tune_config)
 
 
-def _progress_callback(total: int) -> Any:
-    prog = Progress(total)
-    return rt.trial_end_callback(prog.line, lambda trial: prog.line(trial, error=True))
+def _progress_callback(total: int, groups: Mapping[str, int]) -> Any:
+    prog = Progress(total, groups=groups)
+    return rt.trial_end_callback(prog.line, lambda trial: prog.line(trial, error=True), on_start=prog.started,
+                                 on_end=prog.close)
 
 
 def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | str) -> Any:
@@ -116,7 +118,7 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
         scheduler = GroupedASHA(time_attr="epoch", max_t=spec.max_t + 1, grace_period=spec.scheduler.grace_period,
                                 reduction_factor=spec.scheduler.reduction_factor)
     return spec_tuner(spec, train_trial, run_dir, params={"datasets": dict(datasets)},
-                      callbacks=[_progress_callback(searcher.total)], metric=METRIC, mode="min",
+                      callbacks=[_progress_callback(searcher.total, dict.fromkeys(searcher.groups, searcher.budget))], metric=METRIC, mode="min",
                       search_alg=searcher, scheduler=scheduler, num_samples=searcher.total)
 
 
@@ -166,7 +168,7 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
         raise Interrupted(f"tunefactory: sweep interrupted by {signal.Signals(sig.signum).name}; its trials so far "
                           f"are kept: continue it with `tunefactory resume {location}`",
                           exit_code=128 + sig.signum)
-    print(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", flush=True)
+    say(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", progress=True)
     stopper = rt.shutdown_in_background() if started_ray else None
     out = write_report(location)
     print_trial_counts(location)
@@ -196,11 +198,13 @@ def run_sweep(loaded: LoadedSpec, *, name: str | None = None, storage: str | Non
     t0 = time.perf_counter()
     datasets = prepare_groups(spec)  # fails on bad data before anything is written
     prep_s = time.perf_counter() - t0
+    rt.import_ray()
+    tame_third_party()  # before Ray starts: its start-up lines go to the log file
     started = init_ray(address, num_cpus=num_cpus)  # an unreachable cluster or a rejected token: nothing written yet
     warn_if_node_local(root)
     write_run_header(location, loaded, datasets, prepare_seconds=prep_s)
-    print(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {location}",
-          flush=True)
+    attach_log_file(location)
+    say(f"tunefactory: {len(datasets)} asset/timeframe groups prepared in {prep_s:.1f}s; run dir {location}")
     tuner = build_tuner(spec, datasets, location)
     return _fit_and_finish(tuner, location, started_ray=started)
 
@@ -247,8 +251,11 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     fixed = reconcile_state(location)
     integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state
     if fixed["finished"]:
-        print(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
-              "kept as finished", flush=True)
+        say(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
+            "kept as finished", progress=True)
+    rt.import_ray()
+    tame_third_party()
+    attach_log_file(location)
     started = init_ray(address, num_cpus=num_cpus)
     warn_if_node_local(location.rstrip("/").rpartition("/")[0] if st.is_uri(location) else Path(location).parent)
     spec = loaded.spec

@@ -8,6 +8,7 @@ the install first on ``sys.path``, so nothing can come from the checkout.
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -17,10 +18,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_wheel_carries_data_and_presets_and_validates_the_laptop_spec(tmp_path: Path) -> None:
-    dist, target, cwd = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere"
+    dist, target, cwd, src = tmp_path / "dist", tmp_path / "site", tmp_path / "elsewhere", tmp_path / "src"
     cwd.mkdir()
+    # Built from a copy: setuptools writes build/ and *.egg-info into the tree it builds.
+    shutil.copytree(ROOT, src, ignore=shutil.ignore_patterns(".git", ".venv", "build", "runs", "winners", "*.egg-info",
+                                                             "__pycache__", ".*_cache", "tests", "benchmarks"))
     build = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
-                            "-w", str(dist), str(ROOT)], capture_output=True, text=True, timeout=600)
+                            "-w", str(dist), str(src)], capture_output=True, text=True, timeout=600)
     assert build.returncode == 0, build.stderr[-2000:]
     (wheel,) = dist.glob("tunefactory-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())

@@ -23,6 +23,7 @@ from cluster.cli.data import register as register_data
 from cluster.cli.options import add_run_options
 from cluster.cli.remote import register as register_remote
 from cluster.cli.results import register as register_reports
+from cluster.console import NORMAL, QUIET, VERBOSE, set_verbosity
 from search_spaces.loader import load_spec
 from search_spaces.summary import space_table, summary
 from trainables.errors import TunefactoryError
@@ -111,12 +112,34 @@ def build_parser() -> argparse.ArgumentParser:
     register_reports(sub)
     register_data(sub)
     register_remote(sub)
+    for command in _leaf_parsers(p):
+        add_verbosity_options(command)
     return p
+
+
+def _leaf_parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:
+    out = []
+    for action in p._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for sp in dict.fromkeys(action.choices.values()):  # aliases map to the same parser
+                out.extend(_leaf_parsers(sp) or [sp])
+    return out
+
+
+def add_verbosity_options(p: argparse.ArgumentParser) -> None:
+    """``-q`` / ``-v`` (see :mod:`cluster.console`)."""
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("-q", "--quiet", action="store_true",
+                   help="only result lines and errors (no per-trial progress)")
+    g.add_argument("-v", "--verbose", action="store_true",
+                   help="also Ray's, Tune's, Optuna's and TensorFlow's own log lines (always kept in the run "
+                        "folder's tunefactory.log)")
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``tunefactory`` console script."""
     args = build_parser().parse_args(argv)
+    set_verbosity(QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL)
     try:
         return int(args.fn(args) or 0)
     except TunefactoryError as e:
