@@ -97,6 +97,51 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
     return True
 
 
+def tracking_callbacks(*, run_dir: str, experiment: str, mlflow_uri: str | None = None,
+                       wandb_project: str | None = None, wandb_mode: str = "offline",
+                       wandb_entity: str | None = None, tensorboard: bool = True) -> list[Any]:
+    """Tune logger callbacks for the spec's ``tracking`` section (one tracked run per trial).
+
+    MLflow and W&B get every trial's config as parameters (``group`` included), each
+    epoch's metrics at step = epoch, and the final test scores. A relative MLflow folder is
+    made absolute here, on the driver, which is where Tune's logger callbacks run.
+    ``tensorboard=False`` drops Ray's TensorBoard event files (Tune's result.json and
+    progress.csv, which resume and the report read, stay).
+    """
+    from ray.tune.logger import CSVLoggerCallback, JsonLoggerCallback
+
+    out: list[Any] = []
+    if not tensorboard:
+        # Tune adds CSV, JSON and TensorBoard loggers unless told not to; keep the first two.
+        os.environ["TUNE_DISABLE_AUTO_CALLBACK_LOGGERS"] = "1"
+        out += [JsonLoggerCallback(), CSVLoggerCallback()]
+    else:
+        os.environ.pop("TUNE_DISABLE_AUTO_CALLBACK_LOGGERS", None)
+    if mlflow_uri:
+        from ray.air.integrations.mlflow import MLflowLoggerCallback
+
+        uri = mlflow_uri
+        if "://" not in uri and not uri.startswith("databricks"):
+            uri = Path(uri).expanduser().resolve().as_uri()
+        if uri.startswith("file:"):
+            # MLflow 3 keeps the folder store in maintenance mode and refuses it unless told;
+            # a folder is what a laptop user asks for (a server or sqlite:// needs no opt-in).
+            os.environ.setdefault("MLFLOW_ALLOW_FILE_STORE", "true")
+        out.append(MLflowLoggerCallback(tracking_uri=uri, experiment_name=experiment,
+                                        tags={"tunefactory.run": experiment}, save_artifact=False))
+    if wandb_project:
+        from ray.air.integrations.wandb import WandbLoggerCallback
+
+        # Ray's callback asks for an API key unless WANDB_MODE says offline/disabled.
+        os.environ["WANDB_MODE"] = wandb_mode
+        os.environ.setdefault("WANDB_SILENT", "true")
+        kw: dict[str, Any] = {"mode": wandb_mode}
+        if not str(run_dir).startswith(("s3://", "gs://")):
+            kw["dir"] = str(Path(run_dir))  # offline runs land in RUN_DIR/wandb/
+        out.append(WandbLoggerCallback(project=wandb_project, group=experiment, entity=wandb_entity, **kw))
+    return out
+
+
 def import_ray() -> None:
     """Import Ray now: it installs its terminal log handler at import, which
     :func:`cluster.console.tame_third_party` then turns down."""

@@ -117,8 +117,14 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
         # is one past the last epoch for the same reason. One set of rungs per group.
         scheduler = GroupedASHA(time_attr="epoch", max_t=spec.max_t + 1, grace_period=spec.scheduler.grace_period,
                                 reduction_factor=spec.scheduler.reduction_factor)
+    tr = spec.tracking
+    trackers = rt.tracking_callbacks(
+        run_dir=str(run_dir), experiment=str(run_dir).rstrip("/").rpartition("/")[2], mlflow_uri=tr.mlflow,
+        wandb_project=tr.wandb.project if tr.wandb else None, wandb_mode=tr.wandb.mode if tr.wandb else "offline",
+        wandb_entity=tr.wandb.entity if tr.wandb else None, tensorboard=tr.tensorboard)
     return spec_tuner(spec, train_trial, run_dir, params={"datasets": dict(datasets)},
-                      callbacks=[_progress_callback(searcher.total, dict.fromkeys(searcher.groups, searcher.budget))], metric=METRIC, mode="min",
+                      callbacks=[_progress_callback(searcher.total, dict.fromkeys(searcher.groups, searcher.budget)),
+                                 *trackers], metric=METRIC, mode="min",
                       search_alg=searcher, scheduler=scheduler, num_samples=searcher.total)
 
 
