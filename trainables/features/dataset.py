@@ -68,8 +68,8 @@ class Prepared:
         max_lookback: the longest window any trial may use (gap mask is built for it).
         gaps_dropped: samples dropped because their window or label spans a gap.
         ret: realised return ``close[t+h] / close[t] - 1`` per row (NaN where t+h is
-            beyond the data); a label-side quantity (looks ahead), used by the spike
-            metrics of volatility targets. None only in hand-built instances.
+            beyond the data); a label-side quantity (looks ahead), used by the price
+            baselines; never by a forecast or a predicted label. None only in hand-built instances.
     """
 
     asset: str
