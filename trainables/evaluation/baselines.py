@@ -220,7 +220,7 @@ def har_regressors(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
     x = np.ones((n, len(HAR_DAYS) + 1))
     for j, days in enumerate(HAR_DAYS):
         x[:, j + 1] = lagged[:, :days].mean(axis=1)  # NaN when any of those days is unknown
-    return x, np.isfinite(x).all(axis=1)
+    return x, np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
 
 
 def har_forecast(p: Prepared) -> tuple[np.ndarray, dict[str, float]]:
