@@ -282,3 +282,16 @@ def test_har_rv_fits_on_training_rows_only_and_fills_unknown_lags_with_the_train
     # Rows whose lags are unknown (the first 21 days of rows) get the training-mean label.
     first = int(np.flatnonzero(np.isfinite(har_forecast(p)[0]))[0])
     assert got[first] == pytest.approx(float(np.mean(p.y[p.train_idx])))
+
+
+def test_har_rv_is_skipped_with_a_warning_when_no_training_row_has_a_month_of_lags(walk: Candles) -> None:
+    from trainables.evaluation.baselines import har_forecast
+
+    candles, hourly = _synthetic(60, seed=2)
+    p = prepare(candles, MEMBERS, target="volatility", max_lookback=4, split=Split(0.3, 0.35, 0.35), intraday=hourly)
+    assert p.timestamps[p.train_idx[-1]] - p.timestamps[0] < 22 * 86_400_000_000_000  # shorter than a month
+    with pytest.warns(UserWarning, match="HAR-RV baseline skipped: 0 training samples with every HAR lag known"):
+        b = baselines(p)
+    assert "har" not in b and "garch" in b
+    with pytest.raises(ValueError, match="HAR-RV forecasts a volatility target, not 'multiplier'"):
+        har_forecast(prepare(walk, MEMBERS, target="multiplier", max_lookback=4))
