@@ -66,7 +66,7 @@ def group_summary(p: Prepared) -> dict[str, Any]:
     """What reports need about a group without re-loading data: spans and baselines.
 
     ``baselines``: ``{name: {"val_rmse", "test_rmse", ...}}`` of persistence, drift, AR(p)
-    and (volatility targets) GARCH(1,1) on exactly this group's validation and test
+    and (volatility targets) GARCH(1,1) and HAR-RV on exactly this group's validation and test
     samples (see :mod:`trainables.evaluation.baselines`).
     """
     return {

@@ -24,7 +24,7 @@ import numpy as np
 import pandas as pd
 import plotly.offline
 
-from reports import charts
+from reports import charts, volatility
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
@@ -120,11 +120,11 @@ def _cell(v: Any, kind: str) -> tuple[str, str | None]:
     return _fmt(f, 4 if kind == "num" else 5), key
 
 
-def _table_rows(rows: pd.DataFrame) -> list[dict[str, Any]]:
+def _table_rows(rows: pd.DataFrame, table: list[tuple[str, str, str, str]] | None = None) -> list[dict[str, Any]]:
     out = []
     for r in rows.to_dict("records"):
         cells = []
-        for _, col, kind, cls in TABLE:
+        for _, col, kind, cls in table or TABLE:
             text, key = _cell(r.get(col), kind)
             if col == "status" and r.get("error"):
                 text = f"{text}: {r['error']}"
@@ -277,8 +277,11 @@ def _fig(fig: Any) -> markupsafe.Markup:
 
 def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
                confirmation: dict[str, Any] | None, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
-               with_charts: bool = True) -> dict[str, Any]:
-    """Everything the report shows about one (asset, timeframe)."""
+               with_charts: bool = True, table: list[tuple[str, str, str, str]] | None = None) -> dict[str, Any]:
+    """Everything the report shows about one (asset, timeframe).
+
+    ``table``: the trial table's columns (default :data:`TABLE`; volatility runs add spike scores).
+    """
     info = _group_info(run, group)
     rows = board[board["group"] == group]
     trials = [t for t in run.trials if t.group == group]
@@ -333,11 +336,15 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
                          "wide": True, "note": ""})
         if bt is not None:
             figs.append({"title": "equity", "json": _fig(charts.fig_equity(bt)), "wide": True, "note": ""})
+        spikes = volatility.spike_figure(info, win)
+        if spikes is not None:
+            figs.append({"title": "spikes", "json": _fig(spikes), "wide": False, "note": ""})
+    notes.extend(volatility.notes(info))
 
     return {
         "group": group, "info": info, "winner": win, "winner_trial": winner, "counts": counts, "total": len(rows),
         **_timing(trials), "backtest": bt, "backtest_error": bt_error,
-        "rows": _table_rows(rows), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])]),
+        "rows": _table_rows(rows, table), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])], table),
         "confirm_rows": conf_rows, "confirm_winner": conf_win,
         "verdict": _verdict(win, conf_win, bt, confirmation, baselines), "figs": figs, "notes": notes,
         "baselines": baselines,
@@ -361,11 +368,14 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
-    board = leaderboard(run)
+    board = volatility.add_spike_columns(leaderboard(run), run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee) for g in groups]
+    target = (run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict) \
+        else "multiplier"
+    table = TABLE + volatility.table_columns(target)
+    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table) for g in groups]
     headline = _headline(cards)
 
     out = Path(run_dir) / "report"
@@ -386,9 +396,8 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "confirmation": c["confirm_winner"]} for c in cards]}, indent=1, default=_clean))
     html = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
-        n_trials=len(board), headline=headline, table_headers=TABLE, confirmation=confirmation, top_k=top_k, fee=fee,
-        target=(run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict)
-        else "multiplier",
+        n_trials=len(board), headline=headline, table_headers=table, confirmation=confirmation, top_k=top_k, fee=fee,
+        target=target,
         # plotly.js is MIT-licensed static text shipped in the plotly wheel; inlined once.
         plotly_js=markupsafe.Markup(plotly.offline.get_plotlyjs()))
     atomic_write(out / "index.html", html)

@@ -247,3 +247,18 @@ def fig_equity(bt: Any) -> Any:
                   annotation_position="bottom left")
     fig.update_yaxes(title_text="equity (start = 1)")
     return fig
+
+
+def fig_spike_f1(series: dict[str, list[float]], thresholds: Sequence[str]) -> Any:
+    """Test-span spike F1 by threshold: the winner against each baseline (grouped bars)."""
+    fig = _fig(title={"text": "Volatility spikes: test F1 by threshold", "font": {"size": 13}})
+    for name, f1 in series.items():
+        # NaN (no spike predicted nor realised) stays a gap, not a zero bar.
+        # A zero bar is invisible: label every bar, "—" where F1 is undefined.
+        fig.add_trace(go.Bar(name=name, x=[f"T = {t}" for t in thresholds],
+                             y=[v if math.isfinite(v) else None for v in f1],
+                             text=[f"{v:.2f}" if math.isfinite(v) else "—" for v in f1], textposition="outside",
+                             marker_color="#1f5fbf" if name == "winner" else None))
+    fig.update_layout(barmode="group")
+    fig.update_yaxes(title_text="F1 (test span)", range=[0, 1.05])
+    return fig

@@ -19,7 +19,7 @@ EXPECTED = {
     "laptop.yaml": (4, 15, "optuna-tpe"),
     "factory.yaml": (48, 200, "optuna-tpe"),
     "bitcoin_factory.yaml": (1, 96, "grid"),
-    "synthesizer_paper.yaml": (1, 840, "grid"),
+    "synthesizer_paper.yaml": (1, 880, "grid"),
     "liquidator.yaml": (2, 60, "optuna-tpe"),
     "liquidator_7d.yaml": (2, 60, "optuna-tpe"),
     "liquidator_30d.yaml": (2, 60, "optuna-tpe"),
@@ -89,10 +89,13 @@ def test_synthesizer_paper_grid() -> None:
 
     s = load_spec(PRESET_DIR / "synthesizer_paper.yaml").spec
     fams = set(s.model.families)
-    assert "transformer" in fams and fams == {f for f in MODELS if f == "transformer" or f.startswith("synth_")}
-    for space in s.model.families.values():
-        assert space["layers"].values == (1, 2, 4, 8) and space["heads"].values == (2, 4, 8)
-        assert space["dropout"].values == (0.1, 0.2)
+    assert "transformer" in fams and fams == {f for f in MODELS if f in ("transformer", "lstm") or f.startswith("synth_")}
+    for family, space in s.model.families.items():
+        assert space["layers"].values == (1, 2, 4, 8) and space["dropout"].values == (0.1, 0.2)
+        if family == "lstm":  # the paper's LSTM: 64 units, no heads (its checkpoint: 8 layers, dropout 0.2)
+            assert space["units"].values == (64,) and "heads" not in space
+        else:
+            assert space["heads"].values == (2, 4, 8)
     assert s.training.batch_size.values == (4, 8, 16, 32, 64)
     assert s.window.lookback.values == (64,) and s.training.patience.values == (200,)
     assert s.training.learning_rate.values == (1e-5,) and s.training.weight_decay.values == (1e-6,)

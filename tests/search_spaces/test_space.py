@@ -165,7 +165,7 @@ def test_grid_presets_enumerate_what_space_prints(preset: str, cli: Any) -> None
     pts = grid_configs(spec, group=f"{spec.data.assets[0]}/{spec.data.timeframes[0]}")
     rows = _space_numbers(cli, PRESET_DIR / preset)
     assert rows["grid points per group"] == f"{len(pts):,}"
-    assert len(pts) == {"bitcoin_factory.yaml": 3 * 32, "synthesizer_paper.yaml": 7 * 4 * 3 * 2 * 5}[preset]
+    assert len(pts) == {"bitcoin_factory.yaml": 3 * 32, "synthesizer_paper.yaml": (7 * 4 * 3 * 2 + 4 * 2) * 5}[preset]
 
 
 def test_grid_sample_is_a_seeded_subset(tmp_path: Path) -> None:

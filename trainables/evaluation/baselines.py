@@ -29,6 +29,27 @@ trial are directly comparable.
     (alpha + beta) s2[t+j-1]``, and the annualised forecast is
     ``sqrt(mean(s2[t+1..t+h]) * candles_per_year) / 100`` (``** 0.25`` for
     ``volatility_q``). Returns across a gap in the candles are used as they are.
+``har``
+    Volatility targets only: HAR-RV (Corsi, 2009), the field's standard for realised
+    volatility. A direct regression, fitted by OLS with intercept on the training samples::
+
+        y[t] = b0 + b_day RV_d[t] + b_week RV_w[t] + b_month RV_m[t]
+
+    The regressors are in the target's own measure and known at the close of candle t:
+    ``RV_d[t]`` is the target's quantity over the last day, candles ``t-d+1 .. t`` with
+    ``d`` candles per day (annualised realised volatility from 1h returns; its fourth root
+    for ``volatility_q``, so that target is fitted in its own units), i.e.
+    :attr:`~trainables.features.dataset.Prepared.har_day`. ``RV_w[t]`` is the mean of
+    ``RV_d`` at the ends of the last 5 days (rows whose candle opens 0, 1, ..., 4 days
+    before candle t) and ``RV_m[t]`` the mean over the last 22 days, as in Corsi's
+    trading-calendar week and month. In candles: on 1d candles day/week/month are 1/5/22
+    candles (lags t, t-1, ..., t-21); on 1h candles the daily value is the rolling last 24
+    hours and the week averages it at t, t-24, ..., t-96 (month: to t-504); other
+    intraday timeframes likewise with ``d = 24h / timeframe``. Lags are found by
+    timestamp, so a missing candle leaves its lag unknown rather than shifted. A sample
+    with an unknown lag (warm-up, gaps, missing hours) gets the training-mean label, as
+    the AR does, and is left out of the fit. Coefficients, in the target's units, are in
+    ``groups.json``: ``b0``, ``b_day``, ``b_week``, ``b_month``, ``n_fit``.
 """
 
 from __future__ import annotations
@@ -48,6 +69,9 @@ from trainables.features.targets import HOURS_PER_YEAR, TARGETS
 AR_MAX_ORDER = 5
 #: Returns are multiplied by this before GARCH fitting (the arch package's advice).
 GARCH_SCALE = 100.0
+#: HAR-RV regressors: the daily value averaged over the last 1, 5 and 22 days (Corsi, 2009).
+HAR_DAYS: tuple[int, ...] = (1, 5, 22)
+_DAY_NS = 86_400_000_000_000
 
 
 def persistence_forecast(p: Prepared) -> np.ndarray:
@@ -175,6 +199,49 @@ def garch_forecast(p: Prepared, *, scale: float = GARCH_SCALE) -> tuple[np.ndarr
     return vol, {"mu": mu, "omega": omega, "alpha": alpha, "beta": beta}
 
 
+def har_regressors(p: Prepared) -> tuple[np.ndarray, np.ndarray]:
+    """HAR-RV design ``[1, RV_d, RV_w, RV_m]`` per row (known at t) and whether it is complete.
+
+    Raises:
+        ValueError: the group is not a volatility target (no daily measure).
+    """
+    if p.har_day is None or TARGETS[p.target].kind != "volatility":
+        raise ValueError(f"HAR-RV forecasts a volatility target, not {p.target!r}")
+    day = np.asarray(p.har_day, dtype=np.float64)
+    ts = np.asarray(p.timestamps, dtype=np.int64)
+    n = len(ts)
+    lagged = np.full((n, max(HAR_DAYS)), np.nan)
+    for i in range(max(HAR_DAYS)):
+        # The row whose candle opens exactly i days before candle t (by timestamp, not position).
+        want = ts - i * _DAY_NS
+        pos = np.minimum(np.searchsorted(ts, want), n - 1)
+        hit = ts[pos] == want
+        lagged[:, i] = np.where(hit, day[pos], np.nan)
+    x = np.ones((n, len(HAR_DAYS) + 1))
+    for j, days in enumerate(HAR_DAYS):
+        x[:, j + 1] = lagged[:, :days].mean(axis=1)  # NaN when any of those days is unknown
+    return x, np.asarray(np.isfinite(x).all(axis=1), dtype=bool)
+
+
+def har_forecast(p: Prepared) -> tuple[np.ndarray, dict[str, float]]:
+    """HAR-RV forecast per row in the target's units, fitted by OLS on the training samples only.
+
+    Returns:
+        ``(forecast per row, {"b0", "b_day", "b_week", "b_month", "n_fit"})``; rows with an
+        unknown regressor get the training-mean label.
+    """
+    x, ok = har_regressors(p)
+    y = np.asarray(p.y, dtype=np.float64)
+    tr = np.asarray(p.train_idx, dtype=np.int64)
+    fit = tr[ok[tr] & np.isfinite(y[tr])]
+    if len(fit) <= x.shape[1]:
+        raise ValueError(f"{len(fit)} training samples with every HAR lag known; need more than {x.shape[1]}")
+    coef, *_ = np.linalg.lstsq(x[fit], y[fit], rcond=None)
+    yhat = np.where(ok, np.nan_to_num(x) @ coef, float(np.nanmean(y[tr])))
+    names = ("b0", "b_day", "b_week", "b_month")
+    return yhat, {**{k: float(c) for k, c in zip(names, coef, strict=True)}, "n_fit": float(len(fit))}
+
+
 def forecasts(p: Prepared) -> dict[str, tuple[np.ndarray, dict[str, float]]]:
     """Every baseline that applies to the target: name → (forecast per row, extra info)."""
     out: dict[str, tuple[np.ndarray, dict[str, float]]] = {
@@ -188,6 +255,11 @@ def forecasts(p: Prepared) -> dict[str, tuple[np.ndarray, dict[str, float]]]:
             out["garch"] = garch_forecast(p)
         except Exception as e:  # a failed optimiser must not stop the sweep; the report says why
             warnings.warn(f"{p.group}: GARCH(1,1) baseline failed: {e}", stacklevel=2)
+        if p.har_day is not None:
+            try:
+                out["har"] = har_forecast(p)
+            except ValueError as e:  # too short a training span: no HAR row, and say why
+                warnings.warn(f"{p.group}: HAR-RV baseline skipped: {e}", stacklevel=2)
     return out
 
 
@@ -198,7 +270,8 @@ def baselines(p: Prepared) -> dict[str, dict[str, float | None]]:
         ``{name: {"val_rmse": ..., "val_mae": ..., "val_skill": ..., "test_rmse": ..., ...}}``
         with the keys of :func:`trainables.evaluation.scores.span_scores` (price conversion where
         the target allows it; spike metrics on the test span for volatility targets) and
-        each baseline's extra info (``ar``: ``order``; ``garch``: its parameters).
+        each baseline's extra info (``ar``: ``order``; ``garch``: its parameters; ``har``:
+        its coefficients).
         Undefined values (e.g. precision without predicted spikes) are None, so the
         result is strict JSON for ``groups.json``.
     """

@@ -100,26 +100,45 @@ def threshold_key(t: float) -> str:
     return f"{t:.1f}" if round(t, 1) == t else f"{t:g}"
 
 
-def spike_metrics(y_true_vol: np.ndarray, y_pred_vol: np.ndarray, realised_return: np.ndarray,
+def spike_labels(y_true: np.ndarray, y_pred: np.ndarray, previous: np.ndarray,
+                 threshold: float) -> tuple[np.ndarray, np.ndarray]:
+    """Actual and predicted volatility spikes at one threshold, as boolean arrays.
+
+    Actual spike (the paper's definition, as its authors' published evaluation code
+    computes it): the realised volatility is ``>= T`` **and** it rose, i.e. it is at least
+    the last known value, ``y_true >= previous`` (``previous`` is the persistence
+    forecast, the volatility of the last ``h`` candles; for h = 1 this is the authors'
+    ``log(value / value.shift(1)) >= 0``). Both sides are label-side, which is right for
+    the truth.
+
+    Predicted spike: ``y_pred >= T``, from the forecast alone. The previous definition
+    here also required the *realised* future return to be positive (``(y_pred >= T) &
+    up``): a classifier that reads the outcome it is scored against (look-ahead), which
+    hid every false alarm on a falling day. Nothing realised after the close of candle t
+    enters the predicted label now, so changing the outcome never changes it.
+    """
+    yt, yp, prev = _f64(y_true), _f64(y_pred), _f64(previous)
+    return (yt >= threshold) & (yt >= prev), yp >= threshold
+
+
+def spike_metrics(y_true_vol: np.ndarray, y_pred_vol: np.ndarray, previous: np.ndarray,
                   thresholds: Sequence[float] = SPIKE_THRESHOLDS, *, prefix: str = "test") -> dict[str, float]:
     """Volatility-spike classification scores at each threshold, flattened.
 
-    A sample is a spike when its volatility is ``>= T`` **and** the realised return
-    ``close[t+h]/close[t] - 1`` is positive; the predicted spike uses the predicted
-    volatility with the same realised-return condition (the model forecasts volatility
-    only, so the return condition is shared and a non-positive return is always a
-    negative). Thresholds are in the target's units (for ``volatility_q``, transformed).
+    Labels come from :func:`spike_labels`: a sample is an actual spike when its realised
+    volatility is ``>= T`` and at least the last known volatility (``previous``, the
+    persistence forecast); it is a predicted spike when the forecast is ``>= T`` (no
+    realised quantity involved: no look-ahead). Thresholds are in the target's units
+    (for ``volatility_q``, transformed, as in the paper).
 
     Returns:
         ``{prefix}_spike_{T}_{tp,fn,tn,fp,precision,recall,f1}`` for every T, e.g.
         ``test_spike_1.1_f1``. Precision (recall) is NaN without predicted (actual)
         spikes; F1 is ``2TP / (2TP + FP + FN)``, NaN when there are neither.
     """
-    yt, yp, ret = _f64(y_true_vol), _f64(y_pred_vol), _f64(realised_return)
-    up = ret > 0
     out: dict[str, float] = {}
     for t in thresholds:
-        actual, pred = (yt >= t) & up, (yp >= t) & up
+        actual, pred = spike_labels(y_true_vol, y_pred_vol, previous, t)
         tp = int(np.sum(actual & pred))
         fn = int(np.sum(actual & ~pred))
         fp = int(np.sum(~actual & pred))
@@ -142,6 +161,5 @@ def span_scores(p: Prepared, idx: np.ndarray, pred: np.ndarray, prefix: str, *,
     out = scores(p.target, p.y[idx], pred, p.persistence[idx], prefix,
                  close_t=p.close[idx], close_ahead=p.close[idx + p.horizon])
     if spikes and TARGETS[p.target].kind == "volatility":
-        ret = p.ret[idx] if p.ret is not None else p.close[idx + p.horizon] / p.close[idx] - 1.0
-        out.update(spike_metrics(p.y[idx], pred, ret, prefix=prefix))
+        out.update(spike_metrics(p.y[idx], pred, p.persistence[idx], prefix=prefix))
     return out

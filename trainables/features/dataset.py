@@ -14,7 +14,7 @@ training label overlaps the validation span (and no validation label the test sp
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -23,7 +23,7 @@ from numpy.lib.stride_tricks import sliding_window_view
 from trainables.data.candles import TIMEFRAMES, Candles
 from trainables.errors import TunefactoryError
 from trainables.features.indicators import PoolMember, compute_features
-from trainables.features.targets import TARGETS, TargetContext
+from trainables.features.targets import TARGETS, TargetContext, candles_per_day
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,13 @@ class Prepared:
         max_lookback: the longest window any trial may use (gap mask is built for it).
         gaps_dropped: samples dropped because their window or label spans a gap.
         ret: realised return ``close[t+h] / close[t] - 1`` per row (NaN where t+h is
-            beyond the data); a label-side quantity (looks ahead), used by the spike
-            metrics of volatility targets. None only in hand-built instances.
+            beyond the data); a label-side quantity (looks ahead), used by the price
+            baselines; never by a forecast or a predicted label. None only in hand-built instances.
+        har_day: volatility targets only: the target's own measure over the last day,
+            candles ``t-d+1 .. t`` with ``d`` = candles per day (the persistence forecast
+            at horizon ``d``: annualised realised volatility from 1h returns, ``** 1/4``
+            for ``volatility_q``); known at the close of candle t. The HAR-RV baseline's
+            daily regressor (its weekly and monthly ones are averages of it). None otherwise.
     """
 
     asset: str
@@ -90,6 +95,7 @@ class Prepared:
     source: str = ""
     meta: dict[str, object] = field(default_factory=dict)
     ret: np.ndarray | None = None
+    har_day: np.ndarray | None = None
 
     @property
     def group(self) -> str:
@@ -140,6 +146,9 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
     ahead = np.full(len(close_all), np.nan)
     ahead[: len(close_all) - horizon] = close_all[horizon:]
     ret_all = ahead / close_all - 1.0
+    # HAR-RV's daily regressor: the same measure as the target over the last day (known at t).
+    day_all = (tg.persistence(replace(ctx, horizon=candles_per_day(candles.timeframe)))
+               if tg.kind == "volatility" else None)
 
     # Drop indicator warm-up rows: the same rows for every trial (depends on the pool only).
     sl = slice(warm, None)
@@ -192,7 +201,7 @@ def prepare(candles: Candles, members: Sequence[PoolMember], *, target: str = "m
     return Prepared(candles.asset, candles.timeframe, target, horizon, ts, close, feats, names, y, persist,
                     tr, va, te, max_lookback, gaps_dropped, str(candles.source),
                     {"warmup_rows": warm, "resampled_from": candles.resampled_from,
-                     "gaps": candles.gaps.summary()}, ret)
+                     "gaps": candles.gaps.summary()}, ret, None if day_all is None else day_all[sl])
 
 
 @dataclass

@@ -99,6 +99,11 @@ class Target:
     needs_intraday: bool = False
 
 
+def candles_per_day(timeframe: str) -> int:
+    """Candles in one day for a timeframe (24 for 1h, 6 for 4h, 1 for 1d); at least 1."""
+    return max(1, int(pd.Timedelta(days=1).value // TIMEFRAMES[timeframe].value))
+
+
 def _ahead(close: np.ndarray, h: int) -> np.ndarray:
     out = np.full(len(close), np.nan)
     out[: len(close) - h] = close[h:]

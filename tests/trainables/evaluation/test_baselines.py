@@ -202,3 +202,96 @@ def test_fit_trial_on_volatility_reports_spike_metrics(btc_daily: Candles) -> No
         assert sum(out[f"test_spike_{t}_{k}"] for k in ("tp", "fn", "tn", "fp")) == len(p.test_idx)
     assert "val_spike_1.0_f1" not in out and "test_price_rmse" not in out
     assert out["test_persistence_rmse"] == pytest.approx(_rmse(p.y[p.test_idx], p.persistence[p.test_idx]))
+
+
+# ------------------------------------------------------------------ HAR-RV
+
+def _rv_by_hand(hourly: pd.DataFrame, timeframe: str) -> tuple[pd.Series, pd.Series]:
+    """Daily realised volatility (annualised, from 1h log returns) known at each candle's close, and the label.
+
+    Written without the library: pandas on the hourly closes. For 1d candles, day D's value is
+    ``sqrt(365 * sum of its 24 squared hourly returns)`` (the first from the previous day's last
+    close); for 1h candles, the value at hour t covers hours t-23..t. Both are indexed by candle
+    open time; the label of candle t is the value one candle later (horizon 1 on 1d, 24 on 1h).
+    """
+    r2 = np.log(hourly.set_index("timestamp")["close"]).diff() ** 2
+    if timeframe == "1d":
+        g = r2.groupby(r2.index.floor("D"))
+        day = np.sqrt(365.0 * g.sum(min_count=1)).where(g.count() == 24)
+        return day, day.shift(-1)
+    day = np.sqrt(8760.0 / 24 * r2.rolling(24, min_periods=24).sum())
+    return day, day.shift(-24)
+
+
+@pytest.mark.parametrize(("target", "timeframe"), [("volatility", "1d"), ("volatility_q", "1d"),
+                                                   ("volatility", "1h")])
+def test_har_rv_coefficients_equal_an_ols_fit_by_hand(target: str, timeframe: str) -> None:
+    from trainables.evaluation.baselines import har_forecast
+
+    days = 150 if timeframe == "1d" else 75
+    candles, hourly = _synthetic(days, seed=7, garch=True)
+    h = 1
+    if timeframe == "1h":
+        candles, h = Candles("SYN-USDT", "1h", hourly, Path("mem"), None, GapReport(0, 0)), 24
+    p = prepare(candles, MEMBERS, target=target, horizon=h, max_lookback=4, split=Split(0.6, 0.2, 0.2),
+                intraday=hourly)
+    day, label = _rv_by_hand(hourly, timeframe)
+    if target == "volatility_q":
+        day, label = day ** 0.25, label ** 0.25
+    step = pd.Timedelta(days=1)
+    # Corsi's regressors in the target's own measure: the day, the mean of the last 5 days, of 22.
+    xd = day
+    xw = sum(day.shift(freq=step * i) for i in range(5)).reindex(day.index) / 5  # type: ignore[union-attr]
+    xm = sum(day.shift(freq=step * i) for i in range(22)).reindex(day.index) / 22  # type: ignore[union-attr]
+    ts = pd.DatetimeIndex(p.timestamps.astype("datetime64[ns]")).tz_localize("UTC")
+    x = np.column_stack([np.ones(len(ts)), xd.reindex(ts), xw.reindex(ts), xm.reindex(ts)])
+    y = label.reindex(ts).to_numpy()
+    np.testing.assert_allclose(y[p.test_idx], p.y[p.test_idx], rtol=1e-10)  # the same target as the library's
+    tr = p.train_idx[np.isfinite(x[p.train_idx]).all(axis=1)]
+    assert len(tr) > 20 and len(tr) < len(p.train_idx)  # the first month lacks lags: left out of the fit
+    coef, *_ = np.linalg.lstsq(x[tr], y[tr], rcond=None)
+    got, info = har_forecast(p)
+    np.testing.assert_allclose([info["b0"], info["b_day"], info["b_week"], info["b_month"]], coef, rtol=1e-8)
+    assert info["n_fit"] == len(tr)
+    np.testing.assert_allclose(got[p.test_idx], x[p.test_idx] @ coef, rtol=1e-10)
+    b = baselines(p)["har"]
+    assert b["test_rmse"] == pytest.approx(_rmse(y[p.test_idx], x[p.test_idx] @ coef), rel=1e-9)
+    assert b["b_week"] == pytest.approx(coef[2]) and "test_spike_1.0_f1" in b
+
+
+def test_har_rv_fits_on_training_rows_only_and_fills_unknown_lags_with_the_training_mean() -> None:
+    from trainables.evaluation.baselines import har_forecast
+
+    candles, hourly = _synthetic(150, seed=7, garch=True)
+    p = prepare(candles, MEMBERS, target="volatility", max_lookback=4, split=Split(0.6, 0.2, 0.2), intraday=hourly)
+    got, info = har_forecast(p)
+    # A test-span value changes (here: every test label, and the hourly moves after the test span starts):
+    # the coefficients do not; the forecasts of test rows still follow their own (changed) regressors.
+    p.y[p.test_idx] *= 5.0
+    assert har_forecast(p)[1] == info
+    start = pd.Timestamp(int(p.timestamps[p.test_idx[0]]), tz="UTC")
+    later = hourly["timestamp"] > start
+    r = np.log(hourly["close"]).diff().fillna(0.0)
+    wild = hourly.assign(close=100 * np.exp(np.cumsum(np.where(later, 3 * r, r))))
+    wild_daily = Candles("SYN-USDT", "1d", resample(wild, "1h", "1d"), Path("mem"), "1h", GapReport(0, 0))
+    p2 = prepare(wild_daily, MEMBERS, target="volatility", max_lookback=4, split=Split(0.6, 0.2, 0.2), intraday=wild)
+    np.testing.assert_array_equal(p2.train_idx, p.train_idx)
+    got2, info2 = har_forecast(p2)
+    assert info2 == pytest.approx(info, rel=1e-12)
+    assert not np.allclose(got2[p.test_idx], got[p.test_idx])
+    # Rows whose lags are unknown (the first 21 days of rows) get the training-mean label.
+    first = int(np.flatnonzero(np.isfinite(har_forecast(p)[0]))[0])
+    assert got[first] == pytest.approx(float(np.mean(p.y[p.train_idx])))
+
+
+def test_har_rv_is_skipped_with_a_warning_when_no_training_row_has_a_month_of_lags(walk: Candles) -> None:
+    from trainables.evaluation.baselines import har_forecast
+
+    candles, hourly = _synthetic(60, seed=2)
+    p = prepare(candles, MEMBERS, target="volatility", max_lookback=4, split=Split(0.3, 0.35, 0.35), intraday=hourly)
+    assert p.timestamps[p.train_idx[-1]] - p.timestamps[0] < 22 * 86_400_000_000_000  # shorter than a month
+    with pytest.warns(UserWarning, match="HAR-RV baseline skipped: 0 training samples with every HAR lag known"):
+        b = baselines(p)
+    assert "har" not in b and "garch" in b
+    with pytest.raises(ValueError, match="HAR-RV forecasts a volatility target, not 'multiplier'"):
+        har_forecast(prepare(walk, MEMBERS, target="multiplier", max_lookback=4))

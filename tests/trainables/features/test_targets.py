@@ -11,7 +11,14 @@ import pytest
 
 from trainables.data.candles import Candles, GapReport, load_candles, resample
 from trainables.errors import TunefactoryError
-from trainables.evaluation.scores import directional_accuracy, mape, scores, span_scores, spike_metrics
+from trainables.evaluation.scores import (
+    directional_accuracy,
+    mape,
+    scores,
+    span_scores,
+    spike_labels,
+    spike_metrics,
+)
 from trainables.features.dataset import Split, prepare
 from trainables.features.indicators import make_member
 from trainables.features.targets import HOURS_PER_YEAR, TARGETS, TargetContext
@@ -222,16 +229,16 @@ def test_directional_accuracy_of_volatility_is_measured_from_last_period() -> No
 def test_spike_metrics_confusion_counts_by_hand() -> None:
     y_true = np.array([1.25, 1.05, 0.90, 1.40, 1.15, 0.80, 1.30, 1.00])
     y_pred = np.array([1.10, 1.20, 1.00, 0.95, 1.15, 1.05, 1.35, 0.70])
-    ret = np.array([0.02, 0.01, 0.03, 0.05, -0.02, 0.01, 0.04, 0.00])
-    m = spike_metrics(y_true, y_pred, ret, (1.0, 1.1, 1.2, 1.3))
-    # ret > 0 for samples 0, 1, 2, 3, 5, 6 (sample 4 negative, sample 7 flat: never spikes).
-    # T=1.0: actual {0,1,3,6}; predicted {0,1,2,5,6} -> TP 3 (0,1,6), FN 1 (3), FP 2 (2,5), TN 2 (4,7)
-    assert [m[f"test_spike_1.0_{k}"] for k in ("tp", "fn", "fp", "tn")] == [3, 1, 2, 2]
-    assert m["test_spike_1.0_precision"] == pytest.approx(3 / 5)
-    assert m["test_spike_1.0_recall"] == pytest.approx(3 / 4)
-    assert m["test_spike_1.0_f1"] == pytest.approx(2 * 3 / (2 * 3 + 2 + 1))
-    # T=1.1: actual {0,3,6}; predicted {0,1,6} -> TP 2, FN 1, FP 1, TN 4
-    assert [m[f"test_spike_1.1_{k}"] for k in ("tp", "fn", "fp", "tn")] == [2, 1, 1, 4]
+    prev = np.array([1.00, 1.10, 0.80, 1.20, 1.30, 0.70, 1.30, 0.90])  # last known volatility (persistence)
+    m = spike_metrics(y_true, y_pred, prev, (1.0, 1.1, 1.2, 1.3))
+    # Volatility rose (y >= prev) for samples 0, 2, 3, 5, 6 (equal counts), 7; not for 1 and 4.
+    # T=1.0: actual {0,3,6,7}; predicted {0,1,2,4,5,6} -> TP 2 (0,6), FN 2 (3,7), FP 4 (1,2,4,5), TN 0
+    assert [m[f"test_spike_1.0_{k}"] for k in ("tp", "fn", "fp", "tn")] == [2, 2, 4, 0]
+    assert m["test_spike_1.0_precision"] == pytest.approx(2 / 6)
+    assert m["test_spike_1.0_recall"] == pytest.approx(2 / 4)
+    assert m["test_spike_1.0_f1"] == pytest.approx(2 * 2 / (2 * 2 + 4 + 2))
+    # T=1.1: actual {0,3,6}; predicted {0,1,4,6} -> TP 2, FN 1, FP 2, TN 3
+    assert [m[f"test_spike_1.1_{k}"] for k in ("tp", "fn", "fp", "tn")] == [2, 1, 2, 3]
     # T=1.2: actual {0,3,6}; predicted {1,6} -> TP 1, FN 2, FP 1, TN 4
     assert [m[f"test_spike_1.2_{k}"] for k in ("tp", "fn", "fp", "tn")] == [1, 2, 1, 4]
     # T=1.3: actual {3,6}; predicted {6} -> TP 1, FN 1, FP 0, TN 6
@@ -241,6 +248,33 @@ def test_spike_metrics_confusion_counts_by_hand() -> None:
     none = spike_metrics(np.zeros(3), np.zeros(3), np.ones(3), (1.0,), prefix="val")
     assert none["val_spike_1.0_tn"] == 3 and math.isnan(none["val_spike_1.0_f1"])
     assert math.isnan(none["val_spike_1.0_precision"]) and math.isnan(none["val_spike_1.0_recall"])
+
+
+def test_predicted_spike_never_depends_on_what_is_realised() -> None:
+    rng = np.random.default_rng(0)
+    y_pred = rng.uniform(0.7, 1.5, 200)
+    y_true, prev = rng.uniform(0.7, 1.5, 200), rng.uniform(0.7, 1.5, 200)
+    for t in (1.0, 1.1, 1.2, 1.3):
+        base = spike_labels(y_true, y_pred, prev, t)[1]
+        assert base.any() and not base.all()
+        for _ in range(5):  # any other outcome (realised volatility, last value): same predicted labels
+            other = spike_labels(rng.uniform(0.0, 3.0, 200), y_pred, rng.uniform(0.0, 3.0, 200), t)[1]
+            np.testing.assert_array_equal(other, base)
+    # Through a prepared group: a different realised return (or realised volatility) on the test
+    # span leaves the number of predicted spikes (TP + FP) unchanged.
+    candles, hourly = _synthetic_candles(80, seed=1)
+    p = prepare(candles, [make_member("log_return")], target="volatility", max_lookback=4, intraday=hourly)
+    idx = p.test_idx
+    pred = np.full(len(idx), 1.05)
+    pred[::3] = 0.5
+    a = span_scores(p, idx, pred, "test", spikes=True)
+    assert p.ret is not None
+    p.ret[idx] = -p.ret[idx]
+    p.y[idx] = p.y[idx] * 3.0
+    b = span_scores(p, idx, pred, "test", spikes=True)
+    for t in ("1.0", "1.1", "1.2", "1.3"):
+        assert a[f"test_spike_{t}_tp"] + a[f"test_spike_{t}_fp"] == int((pred >= float(t)).sum())
+        assert b[f"test_spike_{t}_tp"] + b[f"test_spike_{t}_fp"] == int((pred >= float(t)).sum())
 
 
 def test_span_scores_add_spike_metrics_for_volatility_targets_only() -> None:
