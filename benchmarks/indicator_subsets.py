@@ -5,8 +5,9 @@ For each preset, N configs of one group are drawn through the real searcher
 as given) and each is told a deterministic synthetic value, so TPE has something to model.
 For every trial the script decodes the subset from the study's parameters and compares it
 with the subset the config trains (``indicators``); it prints the number of differences,
-the histogram of subset sizes, a chi-square statistic of per-member frequencies against
-"every free member equally likely at each size", and, under TPE, how often the second
+the histogram of subset sizes, chi-square statistics of the sizes against "every size
+equally likely" and of per-member counts against "then every free member equally
+likely" (0.999 quantiles: df 6 22.5, df 10 29.6, df 12 32.9, df 22 48.3), and, under TPE, how often the second
 half of the study uses the two members the synthetic objective rewards.
 
 It reads both parametrisations, so the same command measures the code before the change
@@ -15,9 +16,10 @@ It reads both parametrisations, so the same command measures the code before the
     python benchmarks/indicator_subsets.py [--presets factory laptop liquidator] [--n 300]
         [--algorithm optuna-tpe|random|preset]
 
-The synthetic objective: 1.0, minus 0.05 when ``rsi``/``ema_ratio_20``/``volume_change_5``
-is in (the first pool member of the preset that exists among them) and 0.03 for a second
-one, plus 0.002 per member and a small hash-based noise: a good searcher picks both.
+The synthetic objective: 1.0, minus 0.05 and 0.03 when the first and second free pool
+members named in ``REWARDED`` are in (factory/laptop: ``rsi``, ``ema_ratio_20``;
+liquidator: ``volume_change_5``, ``volume_change_2``), plus 0.002 per member and a small
+hash-based noise: a searcher that learns picks both.
 """
 
 from __future__ import annotations
@@ -87,14 +89,19 @@ def measure(preset: str, *, n: int, algorithm: str) -> dict[str, Any]:
     sizes = Counter(len(c["indicators"]) for c in configs)
     free = [k for k in keys if k not in f.always]
     counts = Counter(k for c in configs for k in c["indicators"] if k in free)
-    # Expected count of a free member if each is equally likely at each size: sum of k_free / n_free.
-    expected = sum(len([k for k in c["indicators"] if k in free]) for c in configs) / len(free)
+    # Against the design "size uniform in the bounds, then every free member equally likely"
+    # (what tests/cluster/test_searcher_subsets.py bounds), not against the sizes drawn.
+    lo, hi = f.lower, f.upper
+    sizes_ok = range(max(lo, len(f.always)), hi + 1)
+    expected = n * sum(k - len(f.always) for k in sizes_ok) / len(sizes_ok) / len(free)
     chi2 = sum((counts[k] - expected) ** 2 / expected for k in free)
+    e_size = n / len(sizes_ok)
+    chi2_sizes = sum((sizes[k] - e_size) ** 2 / e_size for k in sizes_ok)
     half = configs[n // 2:]
     use = {k: sum(k in c["indicators"] for c in half) / len(half) for k in rewarded}
     return {"preset": preset, "algorithm": spec.search.algorithm, "n": n, "diffs": diffs,
             "sizes": dict(sorted(sizes.items())), "bounds": (f.lower, f.upper), "free": len(free),
-            "chi2": chi2, "rewarded_second_half": use, "seconds": seconds}
+            "chi2": chi2, "chi2_sizes": chi2_sizes, "rewarded_second_half": use, "seconds": seconds}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -109,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
         hist = " ".join(f"{k}:{r['sizes'].get(k, 0)}" for k in range(lo, hi + 1))
         use = ", ".join(f"{k} {v:.0%}" for k, v in r["rewarded_second_half"].items())
         print(f"{r['preset']:<11} {r['algorithm']:<10} n={r['n']} differences={r['diffs']:<4} "
-              f"sizes {lo}..{hi} [{hist}] member chi2={r['chi2']:.1f} (df {r['free'] - 1}) "
+              f"sizes {lo}..{hi} [{hist}] size chi2={r['chi2_sizes']:.1f} (df {hi - lo}) "
+              f"member chi2={r['chi2']:.1f} (df {r['free']}) "
               f"rewarded in 2nd half: {use} ({r['seconds']:.1f}s)")
     return 0
 
