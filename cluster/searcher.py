@@ -158,15 +158,24 @@ class GroupedSearcher(Searcher):
         spec, groups and grids come back with the searcher itself (Tune's ``tuner.pkl``).
         JSON, not pickle: reading it back runs no code (see :mod:`cluster.integrity`).
         """
-        state = {
-            "format": _STATE_FORMAT,
+        Path(checkpoint_path).write_text(json.dumps(self._state(_STATE_FORMAT)), encoding="utf-8")
+
+    def _state(self, fmt: str) -> dict[str, Any]:
+        return {
+            "format": fmt,
             "issued": self.issued,
             "live": {tid: [g, None if ot is None else (ot if isinstance(ot, int) else ot.number)]
                      for tid, (g, ot) in self.live.items()},
             "studies": {g: [_trial_json(t) for t in study.get_trials(deepcopy=False)]
                         for g, study in self.studies.items()},
         }
-        Path(checkpoint_path).write_text(json.dumps(state), encoding="utf-8")
+
+    def _has_switches(self) -> bool:
+        """Whether a study holds format-1 trials (``ind.<member>`` as a true/false choice)."""
+        names = {f"ind.{k}" for k in self.spec.features.free}
+        return any(isinstance(d, optuna.distributions.CategoricalDistribution) and k in names
+                   for study in self.studies.values() for t in study.get_trials(deepcopy=False)
+                   for k, d in t.distributions.items())
 
     def restore(self, checkpoint_path: str) -> None:
         """Continue from :meth:`save`'s JSON: each study is re-told its trials, in order.
@@ -177,8 +186,11 @@ class GroupedSearcher(Searcher):
         data = Path(checkpoint_path).read_bytes()
         if data[:1] == b"\x80":  # a pickle from before the JSON state; resume verified or trusted the file
             self.__dict__.update(pickle.loads(data))
-            return
-        state = json.loads(data.decode("utf-8"))
+            if not self._has_switches():
+                return
+            state = self._state(_STATE_FORMAT_V1)  # its studies hold format-1 trials: convert below
+        else:
+            state = json.loads(data.decode("utf-8"))
         if state.get("format") not in (_STATE_FORMAT, _STATE_FORMAT_V1):
             raise ValueError(f"{checkpoint_path}: not a {_STATE_FORMAT} file")
         # Format 1 recorded one boolean per indicator, before a repair changed the subset;

@@ -11,6 +11,7 @@ and the factory preset never drew fewer than 6 members: the bounds below fail fo
 from __future__ import annotations
 
 import json
+import pickle
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -148,24 +149,41 @@ def test_points_to_evaluate_switches_become_the_subset_first_trained(tmp_path: P
     assert [subset_from_params(spec, t.params) for t in trials] == got
 
 
-def test_a_format_1_state_resumes_with_the_subsets_that_trained(tmp_path: Path, tiny_spec_text: str) -> None:
-    """A searcher state saved before this change (booleans + repair) is carried into the new parametrisation."""
-    raw = yaml.safe_load(tiny_spec_text)
-    raw["search"].update(algorithm="optuna-tpe", num_samples=6, n_startup_trials=2)
-    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
-    spec = load_spec(tmp_path / "s.yaml").spec
+TRAINED = [["log_return_1", "rsi_14"], ["log_return_1", "log_return_3", "hl_spread"]]
+
+
+def _format_1_study(spec: Any) -> optuna.Study:
+    """Two finished trials as the code before this change recorded them: booleans, then a repaired subset."""
     old = optuna.create_study(direction="minimize")
-    trained = [["log_return_1", "rsi_14"], ["log_return_1", "log_return_3", "hl_spread"]]
-    for i, ind in enumerate(trained):
+    for i, ind in enumerate(TRAINED):
         t = old.ask()
         t.suggest_categorical("family", list(spec.model.families))
         for m in ("log_return_3", "rsi_14", "hl_spread", "volume_change_1"):
             t.suggest_categorical(f"ind.{m}", [True, False])  # what the repair then overrode
         t.set_user_attr("indicators", ind)
         old.tell(t, 0.9 - i / 10)
-    state = {"format": "tunefactory-grouped-searcher/1", "issued": {"BTC-USDT/1d": 2}, "live": {},
-             "studies": {"BTC-USDT/1d": [_trial_json(t) for t in old.trials]}}
-    (tmp_path / "state.pkl").write_text(json.dumps(state))
+    return old
+
+
+@pytest.mark.parametrize("kind", ["json", "pickle"])
+def test_a_format_1_state_resumes_with_the_subsets_that_trained(tmp_path: Path, tiny_spec_text: str,
+                                                                 kind: str) -> None:
+    """A searcher state saved before this change (booleans + repair) is carried into the new parametrisation:
+    the JSON of format 1, or the pickle from before the JSON state (which resume verifies first)."""
+    raw = yaml.safe_load(tiny_spec_text)
+    raw["search"].update(algorithm="optuna-tpe", num_samples=6, n_startup_trials=2)
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(tmp_path / "s.yaml").spec
+    old = _format_1_study(spec)
+    trained = TRAINED
+    if kind == "json":
+        state = {"format": "tunefactory-grouped-searcher/1", "issued": {"BTC-USDT/1d": 2}, "live": {},
+                 "studies": {"BTC-USDT/1d": [_trial_json(t) for t in old.trials]}}
+        (tmp_path / "state.pkl").write_text(json.dumps(state))
+    else:
+        a = GroupedSearcher(spec)
+        a.studies["BTC-USDT/1d"], a.issued = old, {"BTC-USDT/1d": 2}
+        (tmp_path / "state.pkl").write_bytes(pickle.dumps(a.__dict__))
     s = GroupedSearcher(spec)
     s.restore(str(tmp_path / "state.pkl"))
     restored = s.studies["BTC-USDT/1d"].get_trials(deepcopy=False)
