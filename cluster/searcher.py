@@ -30,7 +30,14 @@ from ray.tune.search import Searcher
 
 from search_spaces.distributions import Dist, DistError
 from search_spaces.schema import Spec
-from search_spaces.space import grid_configs, suggest_config, trial_seed, trials_per_group
+from search_spaces.space import (
+    grid_configs,
+    point_params,
+    subset_params,
+    suggest_config,
+    trial_seed,
+    trials_per_group,
+)
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -98,7 +105,8 @@ class GroupedSearcher(Searcher):
                 continue
             study = optuna.create_study(direction="minimize", sampler=self._sampler(seed), study_name=g)
             for point in spec.search.points_to_evaluate:
-                study.enqueue_trial(point, skip_if_exists=True)
+                # Switches true/false become priorities 1/0 and a size (search_spaces.space).
+                study.enqueue_trial(point_params(spec, point), skip_if_exists=True)
             self.studies[g] = study
 
     def _sampler(self, seed: int) -> optuna.samplers.BaseSampler:
@@ -150,15 +158,24 @@ class GroupedSearcher(Searcher):
         spec, groups and grids come back with the searcher itself (Tune's ``tuner.pkl``).
         JSON, not pickle: reading it back runs no code (see :mod:`cluster.integrity`).
         """
-        state = {
-            "format": _STATE_FORMAT,
+        Path(checkpoint_path).write_text(json.dumps(self._state(_STATE_FORMAT)), encoding="utf-8")
+
+    def _state(self, fmt: str) -> dict[str, Any]:
+        return {
+            "format": fmt,
             "issued": self.issued,
             "live": {tid: [g, None if ot is None else (ot if isinstance(ot, int) else ot.number)]
                      for tid, (g, ot) in self.live.items()},
             "studies": {g: [_trial_json(t) for t in study.get_trials(deepcopy=False)]
                         for g, study in self.studies.items()},
         }
-        Path(checkpoint_path).write_text(json.dumps(state), encoding="utf-8")
+
+    def _has_switches(self) -> bool:
+        """Whether a study holds format-1 trials (``ind.<member>`` as a true/false choice)."""
+        names = {f"ind.{k}" for k in self.spec.features.free}
+        return any(isinstance(d, optuna.distributions.CategoricalDistribution) and k in names
+                   for study in self.studies.values() for t in study.get_trials(deepcopy=False)
+                   for k, d in t.distributions.items())
 
     def restore(self, checkpoint_path: str) -> None:
         """Continue from :meth:`save`'s JSON: each study is re-told its trials, in order.
@@ -169,10 +186,16 @@ class GroupedSearcher(Searcher):
         data = Path(checkpoint_path).read_bytes()
         if data[:1] == b"\x80":  # a pickle from before the JSON state; resume verified or trusted the file
             self.__dict__.update(pickle.loads(data))
-            return
-        state = json.loads(data.decode("utf-8"))
-        if state.get("format") != _STATE_FORMAT:
+            if not self._has_switches():
+                return
+            state = self._state(_STATE_FORMAT_V1)  # its studies hold format-1 trials: convert below
+        else:
+            state = json.loads(data.decode("utf-8"))
+        if state.get("format") not in (_STATE_FORMAT, _STATE_FORMAT_V1):
             raise ValueError(f"{checkpoint_path}: not a {_STATE_FORMAT} file")
+        # Format 1 recorded one boolean per indicator, before a repair changed the subset;
+        # its trials re-enter as the subset they trained (user attribute "indicators").
+        legacy = state["format"] == _STATE_FORMAT_V1
         self.issued = {g: int(state["issued"].get(g, 0)) for g in self.groups}
         for gi, g in enumerate(self.groups):
             if g not in self.studies:
@@ -181,12 +204,29 @@ class GroupedSearcher(Searcher):
             seed = (self.spec.search.seed * 1000 + gi + 7919 * len(trials)) % 2**32
             study = optuna.create_study(direction="minimize", sampler=self._sampler(seed), study_name=g)
             for t in trials:
-                study.add_trial(_trial_from_json(t))
+                study.add_trial(_trial_from_json(_from_v1(self.spec, t) if legacy else t))
             self.studies[g] = study
         self.live = {str(tid): (str(g), None if n is None else int(n)) for tid, (g, n) in state["live"].items()}
 
 
-_STATE_FORMAT = "tunefactory-grouped-searcher/1"
+_STATE_FORMAT = "tunefactory-grouped-searcher/2"
+_STATE_FORMAT_V1 = "tunefactory-grouped-searcher/1"
+
+
+def _from_v1(spec: Spec, t: dict[str, Any]) -> dict[str, Any]:
+    """A format-1 trial with its indicator booleans replaced by the trained subset's size/priorities."""
+    free = {f"ind.{k}" for k in spec.features.free}
+    params = {k: v for k, v in t["params"].items() if k not in free}
+    dists = {k: v for k, v in t["distributions"].items() if k not in free}
+    trained = (t.get("user_attrs") or {}).get("indicators")
+    if isinstance(trained, list):  # set when the trial was suggested: always there for format 1
+        enc = subset_params(spec, [str(k) for k in trained])
+        params.update(enc)
+        for k in enc:
+            d = (optuna.distributions.IntDistribution(*spec.features.size_range()) if k == "ind.size"
+                 else optuna.distributions.FloatDistribution(0.0, 1.0))
+            dists[k] = distribution_to_json(d)
+    return {**t, "params": params, "distributions": dists}
 
 
 def _trial_json(t: optuna.trial.FrozenTrial) -> dict[str, Any]:

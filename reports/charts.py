@@ -64,7 +64,15 @@ def _plain(v: Any) -> Any:
 
 
 def search_params(t: Trial, members: Sequence[str]) -> dict[str, Any]:
-    """The searched parameters of a trial, named as the sweep's Optuna study names them."""
+    """The searched parameters of a trial, named as the sweep's Optuna study names them.
+
+    Indicators are read from the subset the trial trained (``config["indicators"]``): the
+    sweep samples ``ind.size`` and one priority ``ind.<member>`` per member, and the
+    subset is the ``ind.size`` highest (:mod:`search_spaces.space`). Here ``ind.size`` is
+    that size and ``ind.<member>`` whether the member was in, so an importance bar reads
+    "using this indicator" rather than "its rank among priorities", which only matters
+    through whether it made the cut. Grid runs get the same parameters.
+    """
     c = t.config
     out: dict[str, Any] = {}
     for k in ("family", "lookback", "batch_size", "learning_rate", "weight_decay", "loss", "optimizer"):
@@ -74,6 +82,7 @@ def search_params(t: Trial, members: Sequence[str]) -> dict[str, Any]:
     for k, v in (c.get("model") or {}).items():
         out[f"{fam}.{k}"] = _plain(v)
     chosen = set(c.get("indicators") or [])
+    out["ind.size"] = len(chosen)
     for m in members:
         out[f"ind.{m}"] = m in chosen
     for k, v in (c.get("indicator_params") or {}).items():
@@ -86,12 +95,12 @@ def build_study(trials: Sequence[Trial]) -> Any:
 
     Objective: best validation RMSE (what the sweep ranked by). Failed and running trials
     enter as FAIL so the history shows where they were. Every parameter gets a distribution
-    spanning the values seen in this group (log scale for the learning rate); parameters
-    that exist for one model family only are left out by Optuna's intersection search
-    space, and constant ones by fANOVA.
+    spanning the values seen in this group (log scale for the learning rate, integers for the
+    indicator-subset size ``ind.size``); parameters that exist for one model family only are
+    left out by Optuna's intersection search space, and constant ones by fANOVA.
     """
     import optuna
-    from optuna.distributions import CategoricalDistribution, FloatDistribution
+    from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
     from optuna.trial import TrialState, create_trial
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -107,6 +116,8 @@ def build_study(trials: Sequence[Trial]) -> Any:
         if k in ("learning_rate", "weight_decay") and len(nums) == len(vs) and len(vs) > 1:
             lo, hi = float(min(nums)), float(max(nums))
             dists[k] = FloatDistribution(lo, hi, log=lo > 0)
+        elif k == "ind.size" and len(vs) > 1:  # ordered: fANOVA may split it at any size
+            dists[k] = IntDistribution(int(min(nums)), int(max(nums)))
         else:
             dists[k] = CategoricalDistribution(sorted(vs, key=lambda v: (str(type(v)), str(v))))
     order = sorted(range(len(trials)), key=lambda i: (trials[i].number if trials[i].number is not None else 1 << 30,

@@ -6,11 +6,32 @@ same define-by-run function (conditional parameters exist only for the family dr
 ``grid`` enumerates the same dimensions (its size is counted by
 :func:`search_spaces.schema.grid_size`, which the schema also uses to refuse huge grids).
 
-Indicator subsets: a pool of N members has 2^N subsets. Under TPE/random each non-fixed
-member gets one boolean (``ind.<member>``), so TPE learns per-indicator usefulness; a
-deterministic repair then adds or removes members (in an order seeded by the boolean
-vector itself) until the size is within ``[min_size, max_size]``, and ``always`` members
-are always in. The repaired subset is what the trial trains on and what reports show.
+Indicator subsets under TPE/random. A pool of N members has 2^N subsets; ``always``
+members are in every one, the other (free) members are chosen by two kinds of parameter:
+
+* ``ind.size``: the subset size, an integer in ``[min_size, max_size]`` (``always``
+  members counted; absent when the bounds allow one size only);
+* ``ind.<member>``: one priority in ``[0, 1]`` per free member.
+
+The subset is ``always`` plus the ``ind.size - len(always)`` free members of highest
+priority (ties, which only enqueued points can make, go to pool order). Nothing repairs
+the subset afterwards: :func:`subset_from_params` decodes exactly the trained subset from
+the parameters Optuna records, so TPE, fANOVA and every report read what trained.
+
+Why this and not one boolean per member plus a repair (the earlier design) or booleans
+decided in pool order with forced members: with booleans, Optuna's random sampler draws
+sizes Binomial(N, 1/2), so sizes bunch around N/2 and the bounds cut that bell off (the
+factory preset never drew fewer than 6 of its allowed 2..12); the repair then changed the
+subset behind Optuna's back (130 of 300 factory configs). Deciding booleans in pool order
+and forcing the last ones makes late members more likely than early ones at small sizes.
+Here the random sampler draws the size uniformly and N i.i.d. uniform priorities, whose
+top k is a uniformly random k-subset: every size is equally likely, and at each size every
+member is. TPE models the size directly ("how many indicators") and each member's priority
+(a member that helps shows up with high priority among the good trials, so TPE proposes it
+high), with every member treated alike rather than by its position in the pool. Recording
+the repaired booleans instead (``add_trial`` at tell time) would keep the sizes bunched
+and leave the trials in flight, which ``constant_liar`` reads, with the unrepaired values.
+
 Under ``grid`` every subset within the bounds is enumerated (keep such pools small).
 """
 
@@ -40,30 +61,89 @@ def trial_seed(base: int, group: str, number: int) -> int:
     return int.from_bytes(h[:4], "little") & 0x7FFFFFFF
 
 
-def repair(spec: Spec, chosen: list[str], bits_key: str) -> list[str]:
-    """Bring a raw subset within the size bounds, always-on members included, in pool order.
+SIZE_PARAM = "ind.size"
 
-    Members are dropped or added in an order seeded by ``bits_key``, so the same raw subset
-    always repairs to the same subset.
+
+def _varies(spec: Spec) -> tuple[bool, bool]:
+    """Whether a trial samples the size, and whether it samples member priorities."""
+    f = spec.features
+    lo, hi = f.size_range()
+    n_always, n_free = len(set(f.always)), len(f.free)
+    # Priorities decide nothing when every free member is out (size = always) or in.
+    return lo < hi, lo < hi or 0 < lo - n_always < n_free
+
+
+def subset_from_params(spec: Spec, params: dict[str, Any]) -> list[str]:
+    """The indicator subset a trial's Optuna parameters describe, in pool order.
+
+    ``always`` members plus the ``ind.size - len(always)`` free members with the highest
+    ``ind.<member>`` priority (ties to pool order). The inverse of
+    :func:`subset_params` up to the priorities' exact values.
+
+    Raises:
+        ValueError: ``ind.size`` outside the spec's size range.
     """
     f = spec.features
-    always = list(f.always)
+    lo, hi = f.size_range()
+    size = int(params.get(SIZE_PARAM, lo))
+    if not lo <= size <= hi:
+        raise ValueError(f"{SIZE_PARAM}={size} is outside the subset sizes {lo}..{hi}")
     keys = [m.key for m in f.pool]
-    free = [k for k in keys if k not in always]
-    picked = [k for k in free if k in chosen]
-    rng = random.Random(bits_key)
-    lo = f.lower - len(always)
-    hi = f.upper - len(always)
-    if len(picked) > hi:
-        rng.shuffle(picked)
-        picked = picked[:hi]
-    elif len(picked) < lo:
-        rest = [k for k in free if k not in picked]
-        rng.shuffle(rest)
-        picked += rest[: lo - len(picked)]
-    chosen_set = set(always) | set(picked)
-    return [k for k in keys if k in chosen_set]  # pool order: stable column order
+    free = f.free
+    ranked = sorted(range(len(free)), key=lambda i: (-float(params.get(f"ind.{free[i]}", 0.0)), i))
+    chosen = set(f.always) | {free[i] for i in ranked[: size - len(set(f.always))]}
+    return [k for k in keys if k in chosen]  # pool order: stable column order
 
+
+def subset_params(spec: Spec, indicators: list[str]) -> dict[str, Any]:
+    """Optuna parameters that decode to ``indicators`` (priority 1 in, 0 out; size when searched).
+
+    Used for points to evaluate and to carry trials recorded under the earlier boolean
+    parametrisation into a resumed study.
+    """
+    f = spec.features
+    size_searched, prio_searched = _varies(spec)
+    chosen = set(indicators) | set(f.always)
+    out: dict[str, Any] = {}
+    if size_searched:
+        out[SIZE_PARAM] = len(chosen)
+    if prio_searched:
+        out.update({f"ind.{k}": 1.0 if k in chosen else 0.0 for k in f.free})
+    return out
+
+
+def point_params(spec: Spec, point: dict[str, Any]) -> dict[str, Any]:
+    """A ``search.points_to_evaluate`` entry as Optuna parameters of this parametrisation.
+
+    A point says ``ind.<member>: true/false`` (validated by the schema): switched-on members
+    get priority 1, switched-off ones 0, so they rank first and last. Without ``ind.size``
+    the size is the smallest the bounds allow that holds every switched-on member, so the
+    unlisted members are added only as far as ``min_size`` requires.
+    """
+    f = spec.features
+    size_searched, prio_searched = _varies(spec)
+    switches = {k[4:]: v for k, v in point.items() if k.startswith("ind.") and k[4:] in f.free}
+    out = {k: v for k, v in point.items() if not (k.startswith("ind.") and k[4:] in f.free)}
+    if prio_searched:
+        out.update({f"ind.{m}": 1.0 if on else 0.0 for m, on in switches.items()})
+    if size_searched and SIZE_PARAM not in out:
+        lo, _ = f.size_range()
+        out[SIZE_PARAM] = max(lo, len(set(f.always)) + sum(1 for on in switches.values() if on))
+    return out
+
+
+def suggest_subset(spec: Spec, trial: Any) -> list[str]:
+    """Sample ``ind.size`` and the member priorities with an Optuna trial; the subset they give."""
+    f = spec.features
+    size_searched, prio_searched = _varies(spec)
+    params: dict[str, Any] = {}
+    if size_searched:
+        lo, hi = f.size_range()
+        params[SIZE_PARAM] = trial.suggest_int(SIZE_PARAM, lo, hi)
+    if prio_searched:
+        for k in f.free:
+            params[f"ind.{k}"] = trial.suggest_float(f"ind.{k}", 0.0, 1.0)
+    return subset_from_params(spec, params)
 
 
 def _member(spec: Spec, key: str) -> PoolMember:
@@ -115,17 +195,7 @@ def suggest_config(spec: Spec, trial: Any, *, group: str, seed: int) -> dict[str
     for k in TRAINING_KEYS:
         cfg[k] = getattr(spec.training, k).suggest(trial, k)
     cfg["batch_size"], cfg["patience"] = int(cfg["batch_size"]), int(cfg["patience"])
-    f = spec.features
-    chosen = []
-    bits = []
-    for m in f.pool:
-        if m.key in f.always:
-            continue
-        on = bool(trial.suggest_categorical(f"ind.{m.key}", [True, False]))
-        bits.append("1" if on else "0")
-        if on:
-            chosen.append(m.key)
-    indicators = repair(spec, chosen, f"{spec.search.seed}|{''.join(bits)}")
+    indicators = suggest_subset(spec, trial)
     ind_params: dict[str, Any] = {}
     for key in indicators:
         m = _member(spec, key)

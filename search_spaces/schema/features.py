@@ -136,3 +136,13 @@ class FeaturesSection(Section):
     @property
     def lower(self) -> int:
         return max(self.min_size, 1)
+
+    @property
+    def free(self) -> list[str]:
+        """Pool members in pool order that are not ``always`` in: the ones a search chooses."""
+        return [m.key for m in self.pool if m.key not in self.always]
+
+    def size_range(self) -> tuple[int, int]:
+        """Smallest and largest subset size a trial can get, ``always`` members included."""
+        n_always = len(set(self.always))
+        return max(self.lower, n_always), min(self.upper, len(self.pool))

@@ -141,7 +141,8 @@ class SearchSection(Section):
 
     Under ``grid`` it caps the grid (a seeded random subset of the points); without it
     the whole grid runs. ``points_to_evaluate`` are Optuna parameter dicts tried first
-    (``family``, ``lookback``, ``lstm.units``, ``ind.rsi``, ...).
+    (``family``, ``lookback``, ``lstm.units``, ``ind.rsi: true``, ``ind.size``, ...); a
+    point without ``ind.size`` gets the smallest size that holds its switched-on members.
     """
 
     algorithm: Literal["optuna-tpe", "random", "grid"] = "optuna-tpe"

@@ -42,8 +42,12 @@ def check_target(err: Errors, *, target: TargetSection, timeframes: Sequence[str
 
 
 def check_points(err: Errors, *, points: Sequence[Mapping[str, Any]], names: Mapping[str, Dist | None],
-                 families: Sequence[str]) -> None:
+                 families: Sequence[str], features: FeaturesSection) -> None:
     """``search.points_to_evaluate``: every key is a parameter and every value one it can take.
+
+    The indicator switches of a point must fit the subset size: no more members switched
+    on than ``ind.size`` (or ``max_size``) allows, and enough left that are not switched
+    off to reach ``ind.size`` (or ``min_size``).
 
     Args:
         err: where problems are recorded.
@@ -51,9 +55,26 @@ def check_points(err: Errors, *, points: Sequence[Mapping[str, Any]], names: Map
         names: every parameter name → its distribution (None for ``family`` and the
             indicator switches), as :meth:`~search_spaces.schema.Spec.param_names` gives.
         families: the spec's model families.
+        features: the spec's features section (pool, size bounds, ``always``).
     """
+    lo, hi = features.size_range()
+    n_always, n_free = len(set(features.always)), len(features.free)
     for i, point in enumerate(points):
         loc = f"search.points_to_evaluate.{i}"
+        switches = [v for k, v in point.items() if k.startswith("ind.") and k[4:] in features.free
+                    and isinstance(v, bool)]
+        size = point.get("ind.size")
+        top = size if isinstance(size, int) and lo <= size <= hi else hi
+        bottom = size if isinstance(size, int) and lo <= size <= hi else lo
+        on, off = n_always + sum(switches), n_always + n_free - (len(switches) - sum(switches))
+        if on > top:
+            what = f"ind.size ({size})" if top == size else f"features.max_size ({hi})"
+            err.add(loc, f"switches on {on} indicators (always-on ones included), more than {what} allows",
+                    dict(point))
+        elif off < bottom:
+            what = f"ind.size ({size})" if bottom == size else f"features.min_size ({lo})"
+            err.add(loc, f"switches off so many indicators that {off} remain, fewer than {what} needs",
+                    dict(point))
         for k, v in point.items():
             if k not in names:
                 err.add(f"{loc}.{k}", f"unknown parameter{did_you_mean(k, names)}; parameters: "

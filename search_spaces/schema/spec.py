@@ -118,7 +118,7 @@ class Spec(Section):
         if self.search.algorithm == "grid":
             self._check_grid(err)
         check_points(err, points=self.search.points_to_evaluate, names=self.param_names(),
-                     families=list(self.model.families))
+                     families=list(self.model.families), features=self.features)
         err.raise_if_any()
         if self.search.algorithm != "grid" and self.search.num_samples is None:
             self.search.num_samples = 10
@@ -161,9 +161,14 @@ class Spec(Section):
     def param_names(self) -> dict[str, Dist | None]:
         """Optuna parameter names the define-by-run function can create → their distribution.
 
-        ``None`` marks the indicator switches ``ind.<member>`` (booleans) and ``family``.
+        ``None`` marks the indicator switches ``ind.<member>`` (true/false in a point; the
+        searcher turns them into priorities, see :mod:`search_spaces.space`) and ``family``;
+        ``ind.size`` (the subset size) exists when the size bounds allow more than one.
         """
         names: dict[str, Dist | None] = {"family": None, "lookback": self.window.lookback}
+        lo, hi = self.features.size_range()
+        if lo < hi:
+            names["ind.size"] = Dist("randint", low=lo, high=hi)
         names.update({k: getattr(self.training, k) for k in TRAINING_KEYS})
         for fam, space in self.model.families.items():
             names.update({f"{fam}.{k}": d for k, d in space.items()})

@@ -190,6 +190,31 @@ def test_importance_history_and_indicator_frequency_from_an_in_memory_study() ->
     assert list(best_line.y) == pytest.approx(list(np.minimum.accumulate([t.best for t in trials])))
 
 
+def test_report_study_reads_the_trained_subsets_and_their_size() -> None:
+    """ind.size and one in/out per member, from config["indicators"]: an indicator that helps leads the importance."""
+    from optuna.distributions import IntDistribution
+
+    from reports import charts
+
+    rng = random.Random(1)
+    trials = []
+    for i in range(60):
+        ind = ["log_return_1"] + [m for m in ("rsi_14", "hl_spread", "macd", "vol") if rng.random() < 0.5]
+        best = 1.0 - 0.2 * ("macd" in ind) + rng.gauss(0, 0.01)
+        cfg = {"group": "X-Y/1d", "family": "mlp", "lookback": 8, "indicators": ind, "columns": ind,
+               "trial_number": i, "model": {"units": 8}}
+        trials.append(Trial(f"t{i:03d}", Path("."), cfg, [{"epoch": 1, "val_rmse": best, "val_rmse_best": best}],
+                            {"val_rmse_best": best, "test_rmse": best, "done": True}, "finished"))
+    study = charts.build_study(trials)
+    for ft, t in zip(study.trials, trials, strict=True):
+        ind = t.config["indicators"]
+        assert ft.params["ind.size"] == len(ind)
+        assert {m for m in ("rsi_14", "hl_spread", "macd", "vol") if ft.params[f"ind.{m}"]} == set(ind) - {"log_return_1"}
+    assert isinstance(study.trials[0].distributions["ind.size"], IntDistribution)
+    imp, _ = charts.importances(study)
+    assert next(iter(imp)) == "ind.macd" and imp["ind.macd"] > 0.5, imp
+
+
 def test_importance_explains_why_it_is_missing() -> None:
     from reports import charts
 

@@ -154,6 +154,18 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], list[str]]] = {
     "point-to-evaluate-unknown": (
         _set("search.points_to_evaluate", [{"lookback": 5}]),
         ["{spec}: search.points_to_evaluate[0].lookback: is not a value of choice[4, 8]; got 5"]),
+    "point-switches-on-more-than-max-size": (
+        _set("search.points_to_evaluate", [{"ind.rsi_14": True, "ind.hl_spread": True, "ind.log_return_3": True}]),
+        ["{spec}: search.points_to_evaluate[0]: switches on 4 indicators (always-on ones included), more than "
+         "features.max_size (3) allows; got {ind.rsi_14: true, ind.hl_spread: true, ind.log_return_3: true}"]),
+    "point-switches-off-below-its-size": (
+        _set("search.points_to_evaluate", [{"ind.size": 3, "ind.rsi_14": False, "ind.hl_spread": False,
+                                            "ind.log_return_3": False}]),
+        ["{spec}: search.points_to_evaluate[0]: switches off so many indicators that 2 remain, fewer than "
+         "ind.size (3) needs; got {ind.size: 3, ind.rsi_14: false, ind.hl_spread: false, ind.log_return_3: false}"]),
+    "point-size-outside-the-bounds": (
+        _set("search.points_to_evaluate", [{"ind.size": 4}]),
+        ["{spec}: search.points_to_evaluate[0].ind.size: is not a value of randint(1, 3); got 4"]),
     "missing-sections": (
         _del("data", "model"),
         ["{spec}: data: required key is missing",

@@ -1,4 +1,4 @@
-"""Distributions → Optuna, subset repair, grid enumeration, seeded determinism, composition."""
+"""Distributions → Optuna, indicator subsets (size + priorities), grid enumeration, seeded determinism, composition."""
 
 from __future__ import annotations
 
@@ -21,7 +21,8 @@ from search_spaces.space import (
     asha_epochs,
     grid_configs,
     n_subsets,
-    repair,
+    subset_from_params,
+    subset_params,
     subsets,
     suggest_config,
     trials_per_group,
@@ -62,25 +63,40 @@ def test_malformed_distributions(raw: dict[str, Any], match: str) -> None:
 
 
 # ----------------------------------------------------------------------------- indicator subsets
-def test_repair_keeps_bounds_always_members_and_pool_order(tmp_path: Path, tiny_spec_text: str) -> None:
+def test_subset_is_the_size_highest_priorities_in_pool_order(tmp_path: Path, tiny_spec_text: str) -> None:
     spec = _spec(tmp_path, tiny_spec_text, "features.min_size=2", "features.max_size=3")
     keys = [m.key for m in spec.features.pool]
-    free = [k for k in keys if k not in spec.features.always]
+    assert spec.features.size_range() == (2, 3) and spec.features.free == keys[1:]
+    prio = {"ind.log_return_3": 0.2, "ind.rsi_14": 0.9, "ind.hl_spread": 0.5, "ind.volume_change_1": 0.7}
+    assert subset_from_params(spec, {"ind.size": 2, **prio}) == ["log_return_1", "rsi_14"]
+    assert subset_from_params(spec, {"ind.size": 3, **prio}) == ["log_return_1", "rsi_14", "volume_change_1"]
+    # Ties (only enqueued points make them) go to pool order.
+    tie = dict.fromkeys(prio, 1.0)
+    assert subset_from_params(spec, {"ind.size": 3, **tie}) == ["log_return_1", "log_return_3", "rsi_14"]
+    with pytest.raises(ValueError, match=r"ind\.size=4 is outside the subset sizes 2\.\.3"):
+        subset_from_params(spec, {"ind.size": 4, **prio})
+    # Every subset within the bounds round-trips through its parameters.
     seen = set()
-    for bits in itertools.product([False, True], repeat=len(free)):
-        raw = [k for k, b in zip(free, bits, strict=True) if b]
-        key = "".join("1" if b else "0" for b in bits)
-        out = repair(spec, raw, key)
-        assert 2 <= len(out) <= 3
-        assert "log_return_1" in out
-        assert out == [k for k in keys if k in out]  # pool order
-        assert out == repair(spec, raw, key)  # deterministic
-        if 1 <= len(raw) <= 2:
-            assert out == ["log_return_1", *raw]  # already valid: untouched
-        else:
-            assert set(out) - {"log_return_1"} <= set(raw) or len(raw) < 1  # only drops, or only adds
-        seen.add(tuple(out))
-    assert len(seen) == n_subsets(spec) == len(list(subsets(spec))) == 10  # C(4,1) + C(4,2)
+    for sub in subsets(spec):
+        params = subset_params(spec, sub)
+        assert set(params) == {"ind.size", *prio}
+        assert subset_from_params(spec, params) == sub
+        seen.add(tuple(sub))
+    assert len(seen) == n_subsets(spec) == 10  # C(4,1) + C(4,2)
+
+
+def test_one_size_only_samples_no_size_and_all_in_samples_nothing(tmp_path: Path, tiny_spec_text: str) -> None:
+    spec = _spec(tmp_path, tiny_spec_text, "features.min_size=3", "features.max_size=3")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    t = study.ask()
+    cfg = suggest_config(spec, t, group="BTC-USDT/1d", seed=0)
+    assert len(cfg["indicators"]) == 3 and "ind.size" not in t.params and "ind.rsi_14" in t.params
+    assert subset_from_params(spec, t.params) == cfg["indicators"]
+    spec = _spec(tmp_path, tiny_spec_text, "features.min_size=5", "features.max_size=5")
+    t = study.ask()
+    cfg = suggest_config(spec, t, group="BTC-USDT/1d", seed=0)
+    assert cfg["indicators"] == [m.key for m in spec.features.pool]
+    assert not any(k.startswith("ind.") for k in t.params)  # nothing to choose, nothing recorded
 
 
 def test_sampled_trials_respect_bounds(tmp_path: Path, tiny_spec_text: str) -> None:
