@@ -1,7 +1,7 @@
 """Issue 13, item 6 end to end: the synthesizer_paper preset, shrunk, on the embedded BTC candles.
 
 The volatility target needs the 1d candles and, inside them, the 1h candles (realised
-volatility from hourly returns): both are embedded (``data/ohlcv/BTC-USDT_1d.csv`` and
+volatility from hourly returns): both are embedded (``trainables/data/embedded/ohlcv/BTC-USDT_1d.csv`` and
 ``BTC-USDT_1h.csv.gz``), so this runs offline. Three trials (two LSTM, one transformer), one
 epoch each, through the real sweep and report.
 """
