@@ -19,7 +19,7 @@ from search_spaces.loader import SpecError, load_spec
 from trainables.data.candles import EMBEDDED_DIR
 
 ALLOWED_TOP = ("name, description, data, target, split, window, features, model, training, search, scheduler, "
-               "resources, storage")
+               "resources, tracking, storage")
 ALLOWED_TRAINING = ("max_epochs, patience, batch_size, learning_rate, weight_decay, loss, optimizer, jit_compile, "
                     "steps_per_execution")
 ASSETS = "ADA-USDT, BNB-USDT, BTC-USDT, ETH-USDT, SOL-USDT, XRP-USDT"
