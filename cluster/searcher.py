@@ -88,9 +88,13 @@ class GroupedSearcher(Searcher):
         mode: ``min``.
     """
 
-    def __init__(self, spec: Spec, *, metric: str = "val_ratio_best", mode: str = "min") -> None:
+    def __init__(self, spec: Spec, *, metric: str = "val_ratio_best", mode: str = "min",
+                 journal: str | None = None) -> None:
         super().__init__(metric=metric, mode=mode)
         self.spec = spec
+        self.journal = journal
+        self._journal_studies: dict[str, optuna.Study] | None = None
+        self._mirrored: set[str] = set()
         self.groups = [f"{a}/{tf}" for a, tf in spec.groups]
         self.budget = trials_per_group(spec)
         self.issued: dict[str, int] = dict.fromkeys(self.groups, 0)
@@ -146,9 +150,53 @@ class GroupedSearcher(Searcher):
             return
         value = (result or {}).get(self.metric)
         if error or value is None or value != value:
-            self.studies[g].tell(ot, state=optuna.trial.TrialState.FAIL)
+            frozen = self.studies[g].tell(ot, state=optuna.trial.TrialState.FAIL)
         else:
-            self.studies[g].tell(ot, float(value))
+            frozen = self.studies[g].tell(ot, float(value))
+        self._mirror(g, frozen, trial_id)
+
+    # ------------------------------------------------------------------ the journal mirror
+    def __getstate__(self) -> dict[str, Any]:
+        # tuner.pkl holds the searcher: the open journal (a file lock) is reopened on demand.
+        return {**self.__dict__, "_journal_studies": None}
+
+    def _mirror(self, group: str, frozen: optuna.trial.FrozenTrial, trial_id: str) -> None:
+        """Append a told trial to ``RUN_DIR/optuna.journal`` (one study per group).
+
+        The journal is a copy for ``optuna-dashboard`` and ``optuna.load_study``, written as
+        each trial ends; sampling uses the in-memory study, whose JSON state makes resume
+        exact. A trial already in the journal (told again after a resume) is not added twice.
+        A journal that cannot be written costs the live view, never the sweep.
+        """
+        if not getattr(self, "journal", None):  # None, or a searcher pickled before journals
+            return
+        try:
+            studies = self._open_journal()
+            if trial_id in self._mirrored:
+                return
+            studies[group].add_trial(optuna.trial.create_trial(
+                state=frozen.state, value=frozen.value if frozen.state.is_finished() else None,
+                params=frozen.params, distributions=frozen.distributions,
+                user_attrs={**frozen.user_attrs, "tune_trial_id": trial_id}))
+            self._mirrored.add(trial_id)
+        except (OSError, ValueError, RuntimeError) as e:
+            print(f"tunefactory: warning: {self.journal}: cannot update the Optuna journal ({e}); the sweep goes on",
+                  flush=True)
+            self.journal = None
+
+    def _open_journal(self) -> dict[str, optuna.Study]:
+        if getattr(self, "_journal_studies", None) is None:
+            from optuna.storages import JournalStorage
+            from optuna.storages.journal import JournalFileBackend
+
+            storage = JournalStorage(JournalFileBackend(str(self.journal)))
+            self._journal_studies = {
+                g: optuna.create_study(storage=storage, study_name=g, direction="minimize", load_if_exists=True)
+                for g in self.studies}
+            self._mirrored = {str(t.user_attrs.get("tune_trial_id")) for st in self._journal_studies.values()
+                              for t in st.get_trials(deepcopy=False)}
+        assert self._journal_studies is not None
+        return self._journal_studies
 
     def save(self, checkpoint_path: str) -> None:
         """Write the searcher's progress as JSON (Tune names the file ``searcher-state-*.pkl``).

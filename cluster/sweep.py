@@ -104,12 +104,18 @@ def _progress_callback(total: int, groups: Mapping[str, int]) -> Any:
                                  on_end=prog.close)
 
 
+#: The Optuna journal file in a run folder (one study per asset/timeframe, named like the group).
+JOURNAL = "optuna.journal"
+
+
 def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | str) -> Any:
     """The sweep's ``Tuner``: grouped searcher, ASHA per group, resources, reuse of workers.
 
     ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Ray Tune writes the trials there.
     """
-    searcher = GroupedSearcher(spec, metric=METRIC, mode="min")
+    # The Optuna studies, mirrored as trials end: `optuna-dashboard RUN_DIR/optuna.journal`.
+    journal = None if st.is_uri(run_dir) else str(Path(run_dir) / JOURNAL)
+    searcher = GroupedSearcher(spec, metric=METRIC, mode="min", journal=journal)
     scheduler: Any = None
     if spec.scheduler.kind == "asha":
         # time_attr "epoch": the trial's final report repeats its last epoch number, so
