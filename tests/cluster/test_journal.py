@@ -67,7 +67,7 @@ def test_journal_of_a_running_sweep_loads_with_every_trial_finished_so_far(tmp_p
                     break
             time.sleep(0.5)
         still_running = proc.poll() is None
-        out, err = proc.communicate(timeout=600)
+        _out, err = proc.communicate(timeout=600)
     finally:
         if proc.poll() is None:
             proc.kill()
