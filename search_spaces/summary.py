@@ -1,8 +1,9 @@
-"""Human summaries of a spec: ``tunefactory validate`` and ``tunefactory space``."""
+"""Summaries of a spec: ``tunefactory validate`` and ``tunefactory space`` (text, and data for ``--json``)."""
 
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from search_spaces.distributions import Dist
 from search_spaces.loader import LoadedSpec
@@ -94,3 +95,43 @@ def space_table(loaded: LoadedSpec) -> str:
     width = max(len(k) for k, _ in rows) + 2
     return "\n".join([f"{loaded.path}: search space of '{loaded.name}'",
                       *(f"  {k:<{width}}{v}" for k, v in rows)])
+
+
+def spec_facts(loaded: LoadedSpec) -> dict[str, Any]:
+    """What :func:`summary` says, as data (``tunefactory validate --json``)."""
+    s = loaded.spec
+    per = trials_per_group(s)
+    return {
+        "spec": str(loaded.path), "name": loaded.name, "assets": list(s.data.assets),
+        "timeframes": list(s.data.timeframes), "groups": [f"{a}/{tf}" for a, tf in s.groups],
+        "target": s.target.kind, "horizon": s.target.horizon, "families": list(s.model.families),
+        "pool": [m.key for m in s.features.pool], "subset_size": [s.features.lower, s.features.upper],
+        "subsets": n_subsets(s), "algorithm": s.search.algorithm, "trials_per_group": per,
+        "trials": per * len(s.groups), "max_epochs": s.max_t, "scheduler": s.scheduler.kind,
+        "cpus_per_trial": s.resources.cpus, "gpus_per_trial": s.resources.gpus, "storage": s.storage,
+    }
+
+
+def space_facts(loaded: LoadedSpec) -> dict[str, Any]:
+    """What :func:`space_table` says, as data (``tunefactory space --json``)."""
+    s = loaded.spec
+    per = trials_per_group(s)
+    total = per * len(s.groups)
+    grid = grid_size(s)
+    return {
+        "spec": str(loaded.path), "name": loaded.name, "groups": len(s.groups), "trials_per_group": per,
+        "trials": total, "algorithm": s.search.algorithm,
+        "grid_points_per_group": int(grid) if math.isfinite(grid) else None, "subsets": n_subsets(s),
+        "dimensions": {**{f"{fam}.{k}": _size(d) for fam, space in s.model.families.items()
+                          for k, d in space.items()},
+                       "lookback": _size(s.window.lookback),
+                       **{k: _size(getattr(s.training, k)) for k in TRAINING_KEYS}},
+        "trial_epochs_max": total * s.max_t,
+        "trial_epochs_expected": round(total * epochs_per_trial(s)) if s.scheduler.kind == "asha"
+        else total * s.max_t,
+    }
+
+
+def _size(d: Dist) -> int | None:
+    n = d.size()
+    return int(n) if math.isfinite(n) else None

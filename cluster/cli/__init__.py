@@ -20,12 +20,13 @@ os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
 os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
 
 from cluster.cli.data import register as register_data
+from cluster.cli.json_output import add_json_option, emit
 from cluster.cli.options import add_run_options
 from cluster.cli.remote import register as register_remote
 from cluster.cli.results import register as register_reports
 from cluster.console import NORMAL, QUIET, VERBOSE, set_verbosity
 from search_spaces.loader import load_spec
-from search_spaces.summary import space_table, summary
+from search_spaces.summary import space_facts, space_table, spec_facts, summary
 from trainables.errors import TunefactoryError
 
 # The commands that run sweeps or read results import their modules when they run:
@@ -50,12 +51,19 @@ def _cmd_resume(a: argparse.Namespace) -> int:
 
 def _cmd_validate(a: argparse.Namespace) -> int:
     loaded = load_spec(a.spec, a.overrides)
-    print(summary(loaded))
+    if a.json:
+        emit({"ok": True, **spec_facts(loaded)})
+    else:
+        print(summary(loaded))
     return 0
 
 
 def _cmd_space(a: argparse.Namespace) -> int:
-    print(space_table(load_spec(a.spec, a.overrides)))
+    loaded = load_spec(a.spec, a.overrides)
+    if a.json:
+        emit(space_facts(loaded))
+    else:
+        print(space_table(loaded))
     return 0
 
 
@@ -100,12 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, parsed as YAML: --set training.max_epochs=3")
+    add_json_option(v)
     v.set_defaults(fn=_cmd_validate)
 
     s = sub.add_parser("space", help="size of the search space, trials and trial-epochs")
     s.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/factory.yaml")
     s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                    help="override a spec value, parsed as YAML: --set search.num_samples=100")
+    add_json_option(s)
     s.set_defaults(fn=_cmd_space)
 
     # One module per command group: results (report/export/forecast/confirm), data, remote.
@@ -146,6 +156,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         for line in str(e).splitlines():
             print(line, file=sys.stderr)
         return e.exit_code
+    except BrokenPipeError:
+        # `tunefactory ... | head`: the reader left; say nothing more (and let Python not complain at exit).
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
     except KeyboardInterrupt:
         print("tunefactory: interrupted; continue with `tunefactory resume RUN_DIR`", file=sys.stderr)
         return 130

@@ -12,6 +12,7 @@ import argparse
 from typing import Any
 
 from cluster.auth import ClusterError
+from cluster.cli.json_output import add_json_option, emit, plain
 from cluster.cli.options import add_run_options
 from cluster.remote import jobs, slurm
 from cluster.remote.submit import submit
@@ -33,14 +34,20 @@ def _cmd_submit(a: argparse.Namespace) -> int:
 
 def _cmd_jobs(a: argparse.Namespace) -> int:
     if a.action == "list":
-        for j in jobs.list_jobs(a.address):
+        listed = jobs.list_jobs(a.address)
+        if a.json:
+            emit({"jobs": [plain(j) for j in listed]})
+        for j in [] if a.json else listed:
             print(j.line())
         return 0
     if not a.job:
         raise ClusterError(f"tunefactory jobs {a.action}: give the job id that `tunefactory submit` printed")
     if a.action == "status":
         info = jobs.job_info(a.address, a.job)
-        print(info.line())
+        if a.json:
+            emit(plain(info))
+        else:
+            print(info.line())
         return 0 if info.status in ("SUCCEEDED", "PENDING", "RUNNING") else 1
     if a.action == "logs":
         if a.follow:
@@ -86,6 +93,7 @@ def register(sub: Any) -> None:
     j.add_argument("job", nargs="?", help="the job id `tunefactory submit` printed")
     j.add_argument("--address", help=_ADDRESS_HELP)
     j.add_argument("--follow", "-f", action="store_true", help="logs: keep printing until the job ends")
+    add_json_option(j)  # status and list
     j.set_defaults(fn=_cmd_jobs)
 
     sl = sub.add_parser("slurm", help="run a sweep on a Slurm allocation (Ray head + workers via srun)")

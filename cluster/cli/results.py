@@ -12,6 +12,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from cluster.cli.json_output import add_json_option, emit, plain
 from trainables.errors import TunefactoryError
 
 
@@ -19,7 +20,16 @@ def _cmd_report(a: argparse.Namespace) -> int:
     from reports.build import build_report
 
     out = build_report(a.run_dir, top_k=a.top_k, fee=a.fee / 100)
-    print(f"{out / 'index.html'}\n{out / 'leaderboard.csv'}\n{out / 'leaderboard.json'}")
+    if a.json:
+        import json
+
+        summary = json.loads((out / "summary.json").read_text(encoding="utf-8"))
+        emit({"report": str(out), "index_html": str(out / "index.html"),
+              "leaderboard_csv": str(out / "leaderboard.csv"), "leaderboard_json": str(out / "leaderboard.json"),
+              "summary_json": str(out / "summary.json"), "headline": summary.get("headline"),
+              "groups": summary.get("groups", [])})
+    else:
+        print(f"{out / 'index.html'}\n{out / 'leaderboard.csv'}\n{out / 'leaderboard.json'}")
     return 0
 
 
@@ -31,8 +41,13 @@ def _cmd_export(a: argparse.Namespace) -> int:
         from cluster.refit import production_refit
 
         refit = production_refit(data=a.data)
-    for line in export_run(a.run_dir, a.registry, force=a.force, refit=refit):
-        print(line)
+    lines = export_run(a.run_dir, a.registry, force=a.force, refit=refit)
+    if a.json:
+        emit({"registry": str(a.registry), "groups": [
+            {"group": g, "message": m.strip()} for g, _, m in (ln.partition(":") for ln in lines)]})
+    else:
+        for line in lines:
+            print(line)
     return 0
 
 
@@ -50,8 +65,11 @@ def _cmd_forecast(a: argparse.Namespace) -> int:
 
     fc = forecast(a.asset, a.timeframe, registry=a.registry, data=a.data, now=a.at, model=a.model,
                   max_age=a.max_age)
-    for line in fc.lines():
-        print(line)
+    if a.json:
+        emit({**plain(fc), "return": fc.ret})
+    else:
+        for line in fc.lines():
+            print(line)
     return 0
 
 
@@ -95,6 +113,7 @@ def register(sub: Any) -> None:
     rp.add_argument("run_dir", type=Path, help="the run folder that `tunefactory run` printed (e.g. runs/laptop-2026-12-01_10-20)")
     rp.add_argument("--top-k", type=int, default=10, help="best trials the indicator chart compares (default 10)")
     rp.add_argument("--fee", type=_percent, default=0.1, help="backtest fee per trade in percent (default 0.1)")
+    add_json_option(rp)
     rp.set_defaults(fn=_cmd_report)
 
     e = sub.add_parser("export", help="export each asset/timeframe winner to a registry folder")
@@ -104,6 +123,7 @@ def register(sub: Any) -> None:
     e.add_argument("--no-refit", action="store_true",
                    help="export the scored (selection) model only; no production model trained on all the data")
     e.add_argument("--data", type=Path, help="candle folder for the production refit (default: the run's)")
+    add_json_option(e)
     e.set_defaults(fn=_cmd_export)
 
     r = sub.add_parser("refit", help="retrain the registry's production models on newer candles (no search)")
@@ -123,6 +143,7 @@ def register(sub: Any) -> None:
                    help="production (refit on all data; default, when exported) or selection (the scored model)")
     f.add_argument("--max-age", type=int, default=30,
                    help="warn when the model's training ended more than this many candles before the data (30)")
+    add_json_option(f)
     f.set_defaults(fn=_cmd_forecast)
 
     c = sub.add_parser("confirm", help="re-train the top-k configs per asset/timeframe with new seeds (and folds)")

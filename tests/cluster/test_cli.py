@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import json
+import shutil
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import pandas as pd
 import pytest
 import tomllib
 
@@ -40,3 +44,48 @@ def test_every_argument_of_every_command_has_help_text(command: str) -> None:
         return  # a command group: its subcommands are checked one by one
     missing = [a.dest for a in sp._actions if not isinstance(a, argparse._HelpAction) and not a.help]
     assert not missing, f"`tunefactory {command}`: arguments without help text: {missing}"
+
+
+# ----------------------------------------------------------------------------- --json
+def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
+    from cluster.cli import main
+
+    capsys.readouterr()
+    assert main(list(argv)) == 0
+    return json.loads(capsys.readouterr().out)  # one strict JSON document, nothing else
+
+
+def test_validate_and_space_json(capsys: pytest.CaptureFixture[str]) -> None:
+    v = _json(capsys, "validate", "search_spaces/laptop.yaml", "--json")
+    assert v["ok"] is True and v["name"] == "laptop"
+    assert v["groups"] == ["BTC-USDT/1d", "BTC-USDT/4h", "ETH-USDT/1d", "ETH-USDT/4h"]
+    assert (v["trials_per_group"], v["trials"], v["algorithm"]) == (15, 60, "optuna-tpe")
+    assert {"target", "horizon", "families", "pool", "subset_size", "subsets", "max_epochs", "storage"} <= set(v)
+    s = _json(capsys, "space", "search_spaces/laptop.yaml", "--json", "--set", "search.num_samples=5")
+    assert (s["trials"], s["groups"], s["trials_per_group"]) == (20, 4, 5)
+    assert s["dimensions"]["lookback"] == 3 and s["dimensions"]["learning_rate"] is None  # continuous
+    assert s["trial_epochs_expected"] <= s["trial_epochs_max"] == 20 * v["max_epochs"]
+
+
+def test_report_export_forecast_json(small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    r = _json(capsys, "report", str(run), "--json")
+    assert r["index_html"] == str(run / "report" / "index.html") and Path(r["leaderboard_json"]).is_file()
+    assert r["headline"]["level"] in ("good", "warn", "bad") and r["headline"]["text"]
+    assert [g["group"] for g in r["groups"]] == ["BTC-USDT/1d"]
+    assert r["groups"][0]["winner"]["trial_id"]
+
+    reg = tmp_path / "winners"
+    e = _json(capsys, "export", str(run), "--registry", str(reg), "--no-refit", "--json")
+    assert e["registry"] == str(reg) and [g["group"] for g in e["groups"]] == ["BTC-USDT/1d"]
+    assert e["groups"][0]["message"]
+
+    pred = pd.read_csv(next(run.glob("trial_*/checkpoint_*/predictions.csv")))
+    at = (pd.Timestamp(pred["timestamp"].iloc[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ")
+    f = _json(capsys, "forecast", "--asset", "BTC-USDT", "--timeframe", "1d", "--registry", str(reg),
+              "--model", "selection", "--at", at, "--json")
+    assert (f["asset"], f["timeframe"], f["target"], f["horizon"], f["model"]) == (
+        "BTC-USDT", "1d", "multiplier", 1, "selection")
+    assert f["made_at"] == at.replace("Z", ":00Z") and f["price"] == pytest.approx(f["last_close"] * f["multiplier"])
+    assert f["return"] == pytest.approx(f["multiplier"] - 1) and f["winner"]["trial_id"]
