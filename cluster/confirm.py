@@ -44,8 +44,9 @@ from typing import Any
 
 import numpy as np
 
-from cluster.ray_runtime import grid_search, init_ray
-from cluster.sweep import spec_tuner
+from cluster.console import attach_log_file, say, tame_third_party
+from cluster.ray_runtime import grid_search, import_ray, init_ray
+from cluster.sweep import progress_callback, spec_tuner
 from cluster.tune_trial import train_trial
 from reports.collect import SCORED, leaderboard, load_run
 from reports.confirmation import summarise
@@ -215,9 +216,18 @@ def run_confirmation(run_dir: Path | str, *, top_k: int = 3, seeds: int = 3, fol
         "top_k": top_k, "seeds": seeds, "folds": folds, "embargo": embargo, "created": stamp,
         "folds_spans": spans,
         "plan": plan}, indent=1, default=str))
+    import_ray()
+    tame_third_party()
+    attach_log_file(exp_dir)
     init_ray(address, num_cpus=num_cpus)
+    say(f"tunefactory: confirming {len(plan)} runs ({top_k} config(s) x {seeds} seed(s) x {folds or 1} fold(s) "
+        f"per group) in {exp_dir}")
+    per_group: dict[str, int] = {}
+    for entry in plan:
+        per_group[entry["config"]["group"]] = per_group.get(entry["config"]["group"], 0) + 1
+    progress = progress_callback(len(plan), per_group, config_of=lambda c: plan[int(c["index"])]["config"])
     tuner = spec_tuner(spec, confirm_trainable, exp_dir, params={"plan": plan, "datasets": datasets},
-                       param_space={"index": grid_search(list(range(len(plan))))})
+                       param_space={"index": grid_search(list(range(len(plan))))}, callbacks=[progress])
     tuner.fit()
     summary = summarise(run_dir, exp_dir)
     if not any(r["status"] == "finished" for r in summary["runs"]):

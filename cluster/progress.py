@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -54,11 +54,15 @@ class Progress:
         out: stream for the lines (default: stdout).
         live: draw the live table (default: when ``out`` is a terminal and not ``-q``).
         done: trials already ended before this process started (``resume``).
+        config_of: maps Tune's trial config to the trial config (group, family).
     """
 
     def __init__(self, total: int, *, groups: Mapping[str, int] | None = None, out: TextIO | None = None,
-                 live: bool | None = None, done: int = 0) -> None:
+                 live: bool | None = None, done: int = 0,
+                 config_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> None:
         self.total, self.done, self.failed, self.stopped = total, done, 0, 0
+        # The trial config as the lines read it (``confirm`` passes Tune only a plan index).
+        self.config_of = config_of or (lambda c: c)
         self.base = done  # the ETA's rate counts only trials this process saw end
         self.t0 = time.perf_counter()
         self.out = out
@@ -87,12 +91,12 @@ class Progress:
 
     def started(self, trial: Any) -> None:
         """A trial started (or was restored) on a worker."""
-        self._group(str(trial.config.get("group", "?")))["running"] += 1
+        self._group(str(self.config_of(trial.config).get("group", "?")))["running"] += 1
         self._refresh()
 
     def line(self, trial: Any, *, error: bool = False) -> None:
         """Print the line of a trial that just ended (``error``: it failed)."""
-        cfg, res = trial.config, trial.last_result or {}
+        cfg, res = self.config_of(trial.config), trial.last_result or {}
         g = self._group(str(cfg.get("group", "?")))
         g["running"] = max(0, g["running"] - 1)
         g["done"] += 1

@@ -98,8 +98,10 @@ def spec_tuner(spec: Spec, fn: Callable[..., Any], run_dir: Path | str, *, param
                          max_concurrent=spec.search.max_concurrent, callbacks=callbacks, **tune_config)
 
 
-def _progress_callback(total: int, groups: Mapping[str, int]) -> Any:
-    prog = Progress(total, groups=groups)
+def progress_callback(total: int, groups: Mapping[str, int],
+                      config_of: Callable[[dict[str, Any]], dict[str, Any]] | None = None) -> Any:
+    """The Tune callback printing the progress lines (and the live table on a terminal)."""
+    prog = Progress(total, groups=groups, config_of=config_of)
     return rt.trial_end_callback(prog.line, lambda trial: prog.line(trial, error=True), on_start=prog.started,
                                  on_end=prog.close)
 
@@ -129,7 +131,7 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
         wandb_project=tr.wandb.project if tr.wandb else None, wandb_mode=tr.wandb.mode if tr.wandb else "offline",
         wandb_entity=tr.wandb.entity if tr.wandb else None, tensorboard=tr.tensorboard)
     return spec_tuner(spec, train_trial, run_dir, params={"datasets": dict(datasets)},
-                      callbacks=[_progress_callback(searcher.total, dict.fromkeys(searcher.groups, searcher.budget)),
+                      callbacks=[progress_callback(searcher.total, dict.fromkeys(searcher.groups, searcher.budget)),
                                  *trackers], metric=METRIC, mode="min",
                       search_alg=searcher, scheduler=scheduler, num_samples=searcher.total)
 

@@ -133,13 +133,18 @@ def test_aggregate_ranks_by_mean_test_rmse_and_flags_noise() -> None:
     assert agg.loc["y", "verdict"] == "beats persistence"
 
 
-def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp_path: Path,
-                                                            ray_local: None) -> None:
+def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp_path: Path, ray_local: None,
+                                                            capsys: pytest.CaptureFixture[str]) -> None:
     from cluster.confirm import run_confirmation
     from reports.build import build_report
 
     run = copy_run(small_run, tmp_path / "run")
     summary = run_confirmation(run, top_k=1, seeds=2, folds=2)
+    lines = capsys.readouterr().out.splitlines()  # confirm shows its progress as the sweep does
+    assert lines[0].startswith("tunefactory: confirming 4 runs (1 config(s) x 2 seed(s) x 2 fold(s) per group)")
+    progress = [ln for ln in lines if ln.startswith("[")]
+    assert [ln[:8] for ln in progress] == ["[   1/4]", "[   2/4]", "[   3/4]", "[   4/4]"]
+    assert all(" ETA " in ln and "BTC-USDT/1d#fold" in ln for ln in progress), progress
     exp = run / "confirm" / summary["experiment"]
     plan = {e["index"]: e for e in json.loads((exp / "plan.json").read_text())["plan"]}
     assert len(plan) == 4
