@@ -157,3 +157,24 @@ def test_submit_installs_what_the_cluster_lacks(two_node_cluster: RayCluster, tm
                                                                                   "runtime_env_setup-*.log"))
     assert "Successfully installed pyjokes-0.8.3" in setup_logs
     print(f"submit installing one missing package: {took:.0f}s")
+
+
+def test_probe_without_an_answer_means_install_everything(two_node_cluster: RayCluster, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A probe job that fails (here: a line it cannot parse as a requirement) gives no
+    # answer: None, so submit installs every pin (and says so) instead of guessing "none".
+    from cluster.remote.jobs import client
+    from cluster.remote.submit import cluster_lacks, stage_project
+
+    c = two_node_cluster
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(k, c.env[k])
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    stage_project(tmp_path / "stage", spec_raw={}, spec_name="probe")
+    jc, addr, token = client(c.dashboard)
+    assert cluster_lacks(jc, addr, token, tmp_path / "stage", ["pyyaml==0.1", "not a requirement ==="],
+                         probe_id="tf-probe-bad", timeout=120) is None
+    assert str(getattr(s := jc.get_job_status("tf-probe-bad"), "value", s)) == "FAILED"
+    # The same probe with valid lines answers, from the cluster's own Python.
+    assert cluster_lacks(jc, addr, token, tmp_path / "stage", ["pyyaml==0.1", "pyyaml>=5"], probe_id="tf-probe-ok",
+                         timeout=120) == ["pyyaml==0.1"]
