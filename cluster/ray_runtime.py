@@ -9,6 +9,7 @@ here only, each time with the reason and a fallback for when a Ray upgrade moves
 
 - ``TuneController._maybe_cache_trial_actor`` (retire grown workers: :func:`bounded_trainable`);
 - ``ray.init(_node_ip_address=..., _system_config=...)`` (loopback, no pre-started workers);
+- ``ray._private.ray_constants.ENABLE_RAY_CLUSTER`` (keeps that loopback address: :func:`loopback_only`);
 - ``ray._raylet.GcsClient`` (one-line token rejection before ``ray.init``'s minute of retries);
 - ``JobSubmissionClient._server_ray_version`` (warn on a Ray version mismatch);
 - Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore);
@@ -28,7 +29,7 @@ import sys
 import threading
 import time
 import warnings
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -52,10 +53,67 @@ WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
 
 
 # ----------------------------------------------------------------------------- Ray itself
+#: Environment of the processes a *local* Ray instance starts (GCS, raylet, dashboard
+#: agent, runtime-env agent, autoscaler monitor, dashboard in metrics-only mode, workers).
+#: Ray turns ``_node_ip_address="127.0.0.1"`` into the machine's routable address unless
+#: it believes it runs on a single-machine platform (macOS/Windows), and every Ray
+#: listener derives its bind address from the node address: loopback node address =>
+#: loopback listeners, otherwise ``0.0.0.0``/``::``/the routable interface. This variable
+#: is that belief, for the Python processes Ray starts (read when they import Ray).
+LOCAL_RAY_ENV = {"RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER": "0"}
+
+#: RayConfig of a local instance.
+#: - no pre-started workers: trial actors cannot use them (they carry the job's
+#:   runtime_env), and starting them competed with Ray's own start-up for the CPUs: Tune's
+#:   first trial started ~1.5 s later with them on a 2-core machine;
+#: - no metrics collection: without a dashboard nobody scrapes it, and the dashboard
+#:   agent would open a Prometheus endpoint (``GET /metrics``, no token) for it.
+LOCAL_SYSTEM_CONFIG = {"enable_worker_prestart": False, "prestart_worker_first_driver": False,
+                       "enable_metrics_collection": False}
+
+
+@contextlib.contextmanager
+def loopback_only() -> Iterator[None]:
+    """While starting a local Ray instance: keep its node address, hence every listener, on loopback.
+
+    ``ray.init`` passes ``_node_ip_address`` through ``services.resolve_ip_for_localhost``,
+    which replaces 127.0.0.1 by the routable address unless
+    ``ray_constants.ENABLE_RAY_CLUSTER`` is false; the GCS, raylet and worker gRPC servers
+    then listen on ``::``, the dashboard agent and the runtime-env agent on the routable
+    interface, the monitor's and the dashboard's metrics servers on ``0.0.0.0`` (measured
+    with Ray 2.60). The constant is module state read at call time, so it is set false
+    here, and :data:`LOCAL_RAY_ENV` is exported for the processes Ray spawns; both are
+    restored on exit, so a later ``ray.init(address=...)`` in this process is unaffected.
+    Only for a local instance: a driver joining a cluster must report its routable address.
+    """
+    from ray._private import ray_constants
+
+    had_constant = hasattr(ray_constants, "ENABLE_RAY_CLUSTER")
+    if not had_constant:  # a Ray upgrade moved it; init_ray checks the address it got
+        warnings.warn("this Ray version has no ray_constants.ENABLE_RAY_CLUSTER: the local Ray instance may "
+                      "listen on non-loopback addresses", RuntimeWarning, stacklevel=3)
+    saved_constant = getattr(ray_constants, "ENABLE_RAY_CLUSTER", None)
+    saved_env = {k: os.environ.get(k) for k in LOCAL_RAY_ENV}
+    os.environ.update(LOCAL_RAY_ENV)
+    if had_constant:
+        ray_constants.ENABLE_RAY_CLUSTER = False
+    try:
+        yield
+    finally:
+        if had_constant:
+            ray_constants.ENABLE_RAY_CLUSTER = saved_constant
+        for k, v in saved_env.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+
+
 def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
     """Connect to a cluster (``auto`` or ``ray://``/``HOST:PORT``) or start a local one.
 
-    The local instance binds to loopback and starts no dashboard. With an explicit address,
+    The local instance listens on loopback only (:func:`loopback_only`) and starts no
+    dashboard. With an explicit address,
     a token in ``RAY_AUTH_TOKEN``/``RAY_AUTH_TOKEN_PATH`` turns token authentication on (Ray
     only does that by itself for ``auto``); a rejected or missing token is a one-line
     :class:`~cluster.auth.ClusterError`.
@@ -88,12 +146,13 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
     if os.environ.get("RAY_ADDRESS"):
         print(f"tunefactory: ignoring RAY_ADDRESS={os.environ['RAY_ADDRESS']} (a local sweep); "
               "pass --address to join a cluster", file=sys.stderr, flush=True)
-    # No pre-started workers: trial actors cannot use them (they carry the job's
-    # runtime_env), and starting them competed with Ray's own start-up for the CPUs:
-    # Tune's first trial started ~1.5 s later with them on a 2-core machine.
-    ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=env, log_to_driver=False,
-             _node_ip_address="127.0.0.1",
-             _system_config={"enable_worker_prestart": False, "prestart_worker_first_driver": False})
+    with loopback_only():
+        ray.init(address="local", num_cpus=num_cpus, include_dashboard=False, runtime_env=env,
+                 log_to_driver=False, _node_ip_address="127.0.0.1", _system_config=dict(LOCAL_SYSTEM_CONFIG))
+    node_ip = ray.util.get_node_ip_address()
+    if node_ip not in ("127.0.0.1", "::1"):
+        print(f"tunefactory: warning: the local Ray instance took node address {node_ip}, not loopback; "
+              "its services may be reachable from the network", file=sys.stderr, flush=True)
     return True
 
 

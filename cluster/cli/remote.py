@@ -83,8 +83,8 @@ def register(sub: Any) -> None:
     s.add_argument("--wait", action="store_true", help="follow the job's log until it ends (exit 1 if it fails)")
     s.add_argument("--timeout", type=float, help="with --wait: stop following after this many seconds")
     s.add_argument("--no-install", action="store_true",
-                   help="do not pip-install the project's dependencies in the job's runtime env (the cluster "
-                   "image already has them, as the shipped cluster configs do)")
+                   help="do not check which pinned dependencies the cluster lacks (a probe job) nor pip-install "
+                   "them in the job's runtime env (the cluster image has them, as the shipped cluster configs do)")
     s.set_defaults(fn=_cmd_submit)
 
     j = sub.add_parser("jobs", help="status, logs or stop of a submitted job (or list them)")

@@ -3,15 +3,21 @@
 The job's working directory is a staged copy of the project (code and embedded data;
 never ``runs/``, virtual environments, caches or ``.git``) plus the spec, already merged
 with its ``base:`` files and ``--set`` overrides and validated here, so a bad spec fails on
-the laptop in one line instead of on the cluster. The runtime environment installs the
-project's pinned dependencies (without Ray, which the cluster has; with the CUDA build of
-TensorFlow when the spec asks for GPUs) unless ``--no-install`` says the image already
-has them. The entrypoint is ``python -m cluster.cli run SPEC --address auto``, so the
+the laptop in one line instead of on the cluster. Unless ``--no-install`` says the image
+has them, the job's runtime environment installs the project's pinned dependencies
+(without Ray, which the cluster has; with the CUDA build of TensorFlow when the spec asks
+for GPUs) that the cluster lacks: a probe job asks the cluster's own Python first
+(:mod:`cluster.remote.requirements`), and when nothing is missing the job gets no pip
+environment at all. Installing every pin regardless made Ray clone the cluster's whole
+virtualenv (2.7 GB, about a minute per node here) or layer a second copy of packages over
+the ones Ray itself imports. The entrypoint is ``python -m cluster.cli run SPEC --address auto``, so the
 sweep driver runs inside the cluster and writes to ``--storage``.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import re
 import secrets
 import shlex
@@ -28,7 +34,8 @@ import yaml
 from cluster import storage as st
 from cluster.auth import ClusterError
 from cluster.ray_runtime import ray_version, server_ray_version
-from cluster.remote.jobs import JobInfo, _call, client, follow
+from cluster.remote.jobs import TERMINAL, JobInfo, _call, client, follow
+from cluster.remote.requirements import RESULT_PREFIX
 from search_spaces.loader import load_spec
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -103,16 +110,57 @@ def worker_requirements(*, gpu: bool, root: Path = ROOT) -> list[str]:
     return out
 
 
-def build_runtime_env(working_dir: Path, *, install: bool, gpu: bool) -> dict[str, Any]:
-    """The job's ``runtime_env``: working dir, excludes and (``install``) the pip requirements.
+def build_runtime_env(working_dir: Path, *, packages: Sequence[str] = ()) -> dict[str, Any]:
+    """The job's ``runtime_env``: working dir, excludes and, if any, the pip ``packages`` to install.
 
-    No ``env_vars`` here: the driver adds its own when it connects, and Ray refuses to
-    merge a job and a driver that set the same variable.
+    pip keeps its download cache (Ray's default passes ``--no-cache-dir``), so a second
+    job, or a second node of the same machine, does not download the wheels again. No
+    ``env_vars`` here: the driver adds its own when it connects, and Ray refuses to merge
+    a job and a driver that set the same variable.
     """
     env: dict[str, Any] = {"working_dir": str(working_dir), "excludes": list(EXCLUDES)}
-    if install:
-        env["pip"] = {"packages": worker_requirements(gpu=gpu), "pip_check": False}
+    if packages:
+        env["pip"] = {"packages": list(packages), "pip_check": False,
+                      "pip_install_options": ["--disable-pip-version-check"]}
     return env
+
+
+def cluster_lacks(job_client: Any, addr: str, token: Any, working_dir: Path, requirements: Sequence[str], *,
+                  probe_id: str, timeout: float = 180.0) -> list[str] | None:
+    """Which of ``requirements`` the cluster's Python lacks, asked by a short probe job.
+
+    The probe uploads ``working_dir`` (the real job then reuses the upload) and runs
+    :mod:`cluster.remote.requirements` with no runtime environment on the head node; the
+    other nodes are assumed to run the same image. The probe stays in the job list
+    (``JOB-probe``): deleting it right after it ended raced with Ray's job manager, which
+    then listed it as FAILED ("Job supervisor actor died").
+
+    Returns:
+        The missing requirements, or None when the probe gave no answer in ``timeout``
+        seconds (the caller then installs everything).
+    """
+    cmd = shlex.join(["python", "-m", "cluster.remote.requirements", json.dumps(list(requirements))])
+    try:
+        _call(addr, token, lambda: job_client.submit_job(
+            entrypoint=cmd, submission_id=probe_id, metadata={"tunefactory_probe": "requirements"},
+            runtime_env={"working_dir": str(working_dir), "excludes": list(EXCLUDES)}))
+        deadline = time.monotonic() + timeout
+        while True:
+            s = _call(addr, token, lambda: job_client.get_job_status(probe_id))
+            if str(getattr(s, "value", s)) in TERMINAL:
+                break
+            if time.monotonic() > deadline:
+                with contextlib.suppress(Exception):
+                    job_client.stop_job(probe_id)
+                return None
+            time.sleep(0.5)
+        logs = str(_call(addr, token, lambda: job_client.get_job_logs(probe_id)))
+    except RuntimeError:
+        return None
+    for line in reversed(logs.splitlines()):
+        if line.startswith(RESULT_PREFIX):
+            return [str(r) for r in json.loads(line[len(RESULT_PREFIX):])["missing"]]
+    return None
 
 
 def entrypoint(spec_rel: str, *, storage: str, name: str | None) -> str:
@@ -152,7 +200,7 @@ def submit(spec: Path, *, address: str | None, name: str | None = None, storage:
         name: run name (default: the spec's name, suffixed on the cluster if it exists).
         storage: runs root on the cluster (absolute path or URI; default: the spec's).
         overrides: ``--set`` values.
-        install: let the runtime env pip-install the project's dependencies.
+        install: let the runtime env pip-install the project's dependencies the cluster lacks.
         wait: follow the job's log until it ends.
         out: where the job id and (``wait``) the log go.
         timeout: with ``wait``, give up following after this many seconds.
@@ -176,11 +224,25 @@ def submit(spec: Path, *, address: str | None, name: str | None = None, storage:
     job_id = f"tunefactory-{run_label}-{time.strftime('%Y%m%d-%H%M%S')}-{secrets.token_hex(2)}"
     with tempfile.TemporaryDirectory(prefix="tunefactory-job-") as tmp:
         spec_rel = stage_project(Path(tmp), spec_raw=loaded.raw, spec_name=loaded.name)
+        packages = worker_requirements(gpu=gpu) if install else []
+        if packages:
+            lacking = cluster_lacks(c, addr, token, Path(tmp), packages, probe_id=f"{job_id}-probe")
+            if lacking is None:
+                print(f"tunefactory: could not ask the cluster which dependencies it has; the job installs all "
+                      f"{len(packages)} pinned packages", file=sys.stderr, flush=True)
+            elif lacking:
+                print(f"tunefactory: the cluster lacks {len(lacking)} pinned package(s); the job installs "
+                      f"{', '.join(lacking)}", file=sys.stderr, flush=True)
+            else:
+                print("tunefactory: the cluster has every pinned dependency; nothing to install",
+                      file=sys.stderr, flush=True)
+            packages = packages if lacking is None else lacking
+        runtime_env = build_runtime_env(Path(tmp), packages=packages)
 
         def _submit() -> str:
             return str(c.submit_job(
                 entrypoint=entrypoint(spec_rel, storage=root, name=name), submission_id=job_id,
-                runtime_env=build_runtime_env(Path(tmp), install=install, gpu=gpu),
+                runtime_env=runtime_env,
                 metadata={"tunefactory_spec": loaded.name, "tunefactory_storage": root}))
 
         try:

@@ -110,3 +110,76 @@ class SlurmCluster:
 
     dir: Path
     env: dict[str, str]
+
+
+def _proc_net_address(hex_addr: str) -> str:
+    """``0100007F:1F90`` (from /proc/net/tcp) -> ``127.0.0.1:8080``; IPv6 in brackets."""
+    import ipaddress
+
+    host, port = hex_addr.split(":")
+    # The kernel prints the address as 32-bit words in host byte order (little-endian here).
+    raw = b"".join(bytes.fromhex(host[i:i + 8])[::-1] for i in range(0, len(host), 8))
+    ip: ipaddress.IPv4Address | ipaddress.IPv6Address = ipaddress.ip_address(raw)
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return f"[::ffff:{ip.ipv4_mapped}]:{int(port, 16)}"
+    return f"{ip}:{int(port, 16)}" if ip.version == 4 else f"[{ip}]:{int(port, 16)}"
+
+
+def is_loopback(address: str) -> bool:
+    """Whether ``HOST:PORT`` (IPv6 in brackets, IPv4-mapped IPv6 too) is on a loopback address."""
+    import ipaddress
+
+    ip = ipaddress.ip_address(address.rpartition(":")[0].strip("[]"))
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        ip = ip.ipv4_mapped
+    return ip.is_loopback
+
+
+def listening_sockets(pids: list[int]) -> set[tuple[str, int, str, str]]:
+    """The sockets of ``pids`` that accept traffic: TCP in LISTEN, UDP bound and unconnected.
+
+    Read from /proc (no psutil: the venv has only Ray's private copy of it): each
+    process's socket inodes from ``/proc/PID/fd``, their addresses from ``/proc/net/*``.
+
+    Returns:
+        ``(process title, pid, "tcp"|"udp", "HOST:PORT")`` rows.
+    """
+    wanted = {"tcp": "0A", "tcp6": "0A", "udp": "07", "udp6": "07"}  # LISTEN / UNCONN (kernel tcp_states.h)
+    by_inode: dict[str, tuple[str, str]] = {}
+    for table, state in wanted.items():
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+                cols = line.split()
+                if cols[3] == state:
+                    by_inode[cols[9]] = (table.rstrip("6"), _proc_net_address(cols[1]))
+    rows = set()
+    for pid in pids:
+        try:
+            title = process_title(pid)
+            fds = list(Path(f"/proc/{pid}/fd").iterdir())
+        except OSError:  # gone meanwhile
+            continue
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                target = os.readlink(fd)
+                if target.startswith("socket:[") and target[8:-1] in by_inode:
+                    proto, addr = by_inode[target[8:-1]]
+                    rows.add((title, pid, proto, addr))
+    return rows
+
+
+def process_title(pid: int) -> str:
+    """A short name for ``pid``: ``raylet``, ``ray::DashboardAgent``, ``python monitor.py``.
+
+    Raises:
+        OSError: the process is gone.
+    """
+    argv = [a.decode(errors="replace") for a in Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0") if a]
+    if not argv:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    name = argv[0].split()[0] if argv[0].startswith("ray::") else Path(argv[0]).name
+    if name.startswith("python"):
+        script = next((Path(a).name for a in argv[1:] if a.endswith(".py")), None)
+        module = next((argv[i + 1] for i, a in enumerate(argv[:-1]) if a == "-m"), None)
+        name = f"{name} {script or ('-m ' + module if module else '')}".strip()
+    return name

@@ -7,9 +7,11 @@ rows (``node_ip``).
 
 from __future__ import annotations
 
+import io
 import json
 import re
 import subprocess
+import time
 from pathlib import Path
 
 import pandas as pd
@@ -100,3 +102,79 @@ def test_run_against_the_cluster_with_a_wrong_token_says_so_and_writes_nothing(
     assert last == (f"{c.gcs}: the cluster rejected the authentication token from RAY_AUTH_TOKEN; use the "
                     "cluster's own token (`ray get-auth-token` on its head node)")
     assert not (tmp_path / "runs").exists()
+
+
+def test_submit_with_default_settings_runs_sweep(two_node_cluster: RayCluster, tmp_path: Path,
+                                                 tiny_spec_text: str) -> None:
+    # What a cloud user runs first: no --no-install. A probe job asks the cluster which
+    # pinned dependencies it lacks; this cluster runs from the project's venv, so the
+    # sweep job gets no pip environment (before: Ray cloned the 2.7 GB venv on each node).
+    c = two_node_cluster
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec_text)
+    storage = tmp_path / "runs"
+    t0 = time.monotonic()
+    res = _tf(c, "submit", str(spec), "--address", c.dashboard, "--name", "dflt", "--storage", str(storage),
+              "--set", "search.num_samples=2", "--wait")
+    took = time.monotonic() - t0
+    out = res.stdout + res.stderr
+    assert res.returncode == 0, out[-6000:]
+    assert "the cluster has every pinned dependency; nothing to install" in res.stderr
+    assert "SUCCEEDED" in out
+    board = pd.read_csv(storage / "dflt" / "report" / "leaderboard.csv")
+    assert len(board) == 2 and set(board["status"]) == {"finished"}
+    job_id = res.stdout.splitlines()[0]
+    listed = _tf(c, "jobs", "list", "--address", c.dashboard).stdout
+    assert f"{job_id} SUCCEEDED" in listed and f"{job_id}-probe SUCCEEDED" in listed
+    print(f"submit with default settings, nothing to install: {took:.0f}s")
+
+
+def test_submit_installs_what_the_cluster_lacks(two_node_cluster: RayCluster, tmp_path: Path, tiny_spec_text: str,
+                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    # The install path, end to end: one pinned package the cluster lacks (a 47 kB wheel
+    # from the package index) is installed by the job's pip runtime env on every node
+    # that runs a trial, and only that one; the sweep then completes.
+    from cluster.remote import submit as sub
+
+    c = two_node_cluster
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(k, c.env[k])
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    real = sub.worker_requirements
+    monkeypatch.setattr(sub, "worker_requirements",
+                        lambda *, gpu, root=ROOT: [*real(gpu=gpu, root=root), "pyjokes==0.8.3"])
+    spec = tmp_path / "tiny.yaml"
+    spec.write_text(tiny_spec_text)
+    out = io.StringIO()
+    t0 = time.monotonic()
+    sub.submit(spec, address=c.dashboard, name="inst", storage=str(tmp_path / "runs"),
+               overrides=["search.num_samples=2"], wait=True, out=out, timeout=900)
+    took = time.monotonic() - t0
+    assert "SUCCEEDED" in out.getvalue()
+    board = pd.read_csv(tmp_path / "runs" / "inst" / "report" / "leaderboard.csv")
+    assert len(board) == 2 and set(board["status"]) == {"finished"}
+    setup_logs = "".join(p.read_text(errors="replace") for p in c.logs[0].parent.glob("*/session_latest/logs/"
+                                                                                  "runtime_env_setup-*.log"))
+    assert "Successfully installed pyjokes-0.8.3" in setup_logs
+    print(f"submit installing one missing package: {took:.0f}s")
+
+
+def test_probe_without_an_answer_means_install_everything(two_node_cluster: RayCluster, tmp_path: Path,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # A probe job that fails (here: a line it cannot parse as a requirement) gives no
+    # answer: None, so submit installs every pin (and says so) instead of guessing "none".
+    from cluster.remote.jobs import client
+    from cluster.remote.submit import cluster_lacks, stage_project
+
+    c = two_node_cluster
+    for k in ("RAY_AUTH_MODE", "RAY_AUTH_TOKEN_PATH"):
+        monkeypatch.setenv(k, c.env[k])
+    monkeypatch.delenv("RAY_AUTH_TOKEN", raising=False)
+    stage_project(tmp_path / "stage", spec_raw={}, spec_name="probe")
+    jc, addr, token = client(c.dashboard)
+    assert cluster_lacks(jc, addr, token, tmp_path / "stage", ["pyyaml==0.1", "not a requirement ==="],
+                         probe_id="tf-probe-bad", timeout=120) is None
+    assert str(getattr(s := jc.get_job_status("tf-probe-bad"), "value", s)) == "FAILED"
+    # The same probe with valid lines answers, from the cluster's own Python.
+    assert cluster_lacks(jc, addr, token, tmp_path / "stage", ["pyyaml==0.1", "pyyaml>=5"], probe_id="tf-probe-ok",
+                         timeout=120) == ["pyyaml==0.1"]

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -18,6 +20,7 @@ from cluster.auth import (
     rejection_message,
 )
 from cluster.remote.jobs import normalize_address
+from cluster.remote.requirements import RESULT_PREFIX, missing
 from cluster.remote.submit import (
     EXCLUDES,
     build_runtime_env,
@@ -48,7 +51,7 @@ def test_staged_project_has_code_data_and_spec_but_no_runs_venv_or_caches(tmp_pa
 
 
 def test_runtime_env_installs_pinned_deps_without_ray_and_gpu_tensorflow_for_gpu_specs(tmp_path: Path) -> None:
-    cpu = build_runtime_env(tmp_path, install=True, gpu=False)
+    cpu = build_runtime_env(tmp_path, packages=worker_requirements(gpu=False))
     assert cpu["working_dir"] == str(tmp_path)
     assert cpu["excludes"] == EXCLUDES and {"runs/", ".venv/", ".git/", "__pycache__/"} <= set(EXCLUDES)
     pkgs = cpu["pip"]["packages"]
@@ -58,11 +61,35 @@ def test_runtime_env_installs_pinned_deps_without_ray_and_gpu_tensorflow_for_gpu
     gpu = worker_requirements(gpu=True)
     assert any(p.startswith("tensorflow[and-cuda]==") for p in gpu)
     assert not any(p.startswith(("tensorflow-cpu", "tensorflow==")) for p in gpu)
-    assert "pip" not in build_runtime_env(tmp_path, install=False, gpu=True)
+    assert "pip" not in build_runtime_env(tmp_path)  # --no-install, or the cluster lacks nothing
+    assert "--no-cache-dir" not in cpu["pip"]["pip_install_options"]  # pip's cache: a second job downloads nothing
     assert "env_vars" not in cpu  # the driver sets its own; Ray refuses to merge equal keys
     from ray.runtime_env import RuntimeEnv
 
-    assert RuntimeEnv(**build_runtime_env(tmp_path, install=True, gpu=True))["pip"]["packages"] == gpu  # Ray accepts it
+    assert RuntimeEnv(**build_runtime_env(tmp_path, packages=gpu))["pip"]["packages"] == gpu  # Ray accepts it
+
+
+def test_missing_requirements_are_judged_by_the_installed_versions_and_markers() -> None:
+    import yaml as pyyaml
+
+    have = pyyaml.__version__
+    reqs = [f"pyyaml=={have}", "PyYAML==0.1", "surely-not-installed-tf-pkg==1.0",
+            "tensorflow==2.21.0; platform_machine == 'no-such-machine'", f"pyyaml[extra]=={have}"]
+    # Installed in that version: not missing; another version or absent: missing; a marker
+    # that does not apply: not missing; extras: pip decides, so listed.
+    assert missing(reqs) == ["PyYAML==0.1", "surely-not-installed-tf-pkg==1.0", f"pyyaml[extra]=={have}"]
+    assert missing(["keras==3.15.1"], installed=lambda name: None) == ["keras==3.15.1"]
+
+
+def test_requirements_probe_prints_one_result_line() -> None:
+    # What submit's probe job runs on the cluster, as a real process.
+    reqs = json.dumps(["pyyaml==0.1", f"pyyaml=={yaml.__version__}"])
+    res = subprocess.run([sys.executable, "-m", "cluster.remote.requirements", reqs], cwd=ROOT, capture_output=True,
+                         text=True, timeout=60, check=False)
+    assert res.returncode == 0, res.stderr
+    line = res.stdout.strip().splitlines()[-1]
+    assert line.startswith(RESULT_PREFIX)
+    assert json.loads(line[len(RESULT_PREFIX):])["missing"] == ["pyyaml==0.1"]
 
 
 def test_entrypoint_drives_the_sweep_from_inside_the_cluster() -> None:
