@@ -92,6 +92,13 @@ def _project_dependencies(root: Path = ROOT) -> tuple[list[str], dict[str, list[
     return deps, extras
 
 
+#: Packages the cluster's Ray imports at its own level: the job keeps the cluster's version
+#: whatever we pin. A second pyarrow layered over the one Ray was started with in a pip
+#: runtime environment is a classic source of half-visible modules (``No module named
+#: 'pyarrow.parquet'`` when the driver imports ``ray.tune``); we only use ``pyarrow.fs``.
+KEEP_CLUSTERS = frozenset({"pyarrow"})
+
+
 def worker_requirements(*, gpu: bool, root: Path = ROOT) -> list[str]:
     """pip requirements the workers need on top of the cluster's Ray.
 
@@ -103,6 +110,9 @@ def worker_requirements(*, gpu: bool, root: Path = ROOT) -> list[str]:
     for d in deps:
         name = re.split(r"[\s\[<>=!~;]", d, maxsplit=1)[0].lower()
         if name == "ray" or (gpu and name in ("tensorflow", "tensorflow-cpu")):
+            continue
+        if name in KEEP_CLUSTERS:
+            out.append(name)  # any installed version will do (see KEEP_CLUSTERS)
             continue
         out.append(d)
     if gpu:

@@ -57,7 +57,12 @@ def test_runtime_env_installs_pinned_deps_without_ray_and_gpu_tensorflow_for_gpu
     pkgs = cpu["pip"]["packages"]
     assert not any(p.lower().startswith("ray") for p in pkgs)  # the cluster's own Ray
     assert any(p.startswith("tensorflow-cpu==") for p in pkgs) and any(p.startswith("keras==") for p in pkgs)
-    assert all("==" in p for p in pkgs)  # pinned, as in pyproject.toml
+    assert all("==" in p for p in pkgs if p != "pyarrow")  # pinned, as in pyproject.toml
+    assert "pyarrow" in pkgs  # ...but Ray's own pyarrow is kept: any installed version satisfies it
+    from cluster.remote.requirements import missing
+
+    assert missing(["pyarrow"], installed=lambda n: "17.0.0") == []
+    assert missing(["pyarrow"], installed=lambda n: None) == ["pyarrow"]
     gpu = worker_requirements(gpu=True)
     assert any(p.startswith("tensorflow[and-cuda]==") for p in gpu)
     assert not any(p.startswith(("tensorflow-cpu", "tensorflow==")) for p in gpu)
