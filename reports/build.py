@@ -28,6 +28,7 @@ from reports import charts
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
+from reports.forecast_tests import GroupTests, add_dm_columns, beats_persistence, deflate_winner, group_tests, report_alpha
 from reports.registry.winners import winners
 from trainables.errors import RunError
 from trainables.files import atomic_write
@@ -102,6 +103,7 @@ TABLE = [
     ("train s", "train_seconds", "num", ""), ("lookback", "lookback", "int", ""),
     ("batch", "batch_size", "int", ""), ("lr", "learning_rate", "num", ""),
     ("model", "model", "text", "l"), ("indicators", "indicators", "text", "l"), ("trial", "trial_id", "text", "l"),
+    ("DM p", "dm_pvalue", "num", ""),
 ]
 
 
@@ -174,8 +176,24 @@ def _baselines(info: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backtest | None,
-             conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None = None) -> dict[str, str]:
-    """The group's one-line judgement: level (bad | warn | good) and text."""
+             conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None = None,
+             tests: GroupTests | None = None) -> dict[str, str]:
+    """The group's one-line judgement: level (bad | warn | good), text and the tests' numbers (``details``).
+
+    With ``tests`` (the run's forecast-comparison tests), a winner with a positive test
+    skill "beats persistence" only when Hansen's SPA p-value over every finished config and
+    its own Diebold–Mariano p-value are both below ``alpha``; otherwise it is not
+    distinguishable from persistence.
+    """
+    out = _verdict_text(win, conf, bt, conf_meta, baselines, tests)
+    if tests is not None:
+        out["details"] = beats_persistence(tests, win.get("trial_id") if win else None)[1]
+    return out
+
+
+def _verdict_text(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backtest | None,
+                  conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None,
+                  tests: GroupTests | None) -> dict[str, str]:
     if win is None:
         return {"level": "bad", "text": "no trial finished with test scores: nothing to judge"}
     skill = win.get("test_skill")
@@ -200,6 +218,10 @@ def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backte
         return {"level": "bad", "text": f"the winner cannot be told from persistence: it did not beat it on the "
                 f"validation span it was chosen on (val skill {_pct(val)}), so its {_pct(skill)} on the test span "
                 "is most likely luck." + trade}
+    if tests is not None and not beats_persistence(tests, win.get("trial_id"))[0]:
+        return {"level": "bad", "text": f"the winner's test skill is {_pct(skill)}, but with "
+                f"{tests.spa.n_models} configs tried that is {NOT_DISTINGUISHABLE}: the tests do not rule out "
+                "luck." + trade}
     if conf is None:
         return {"level": "warn", "text": f"the winner beats persistence on the test span by {_pct(skill)}, from one "
                 "seed on one split: not yet confirmed (run `tunefactory confirm`)." + trade}
@@ -277,7 +299,7 @@ def _fig(fig: Any) -> markupsafe.Markup:
 
 def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
                confirmation: dict[str, Any] | None, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
-               with_charts: bool = True) -> dict[str, Any]:
+               with_charts: bool = True, tests: GroupTests | None = None) -> dict[str, Any]:
     """Everything the report shows about one (asset, timeframe)."""
     info = _group_info(run, group)
     rows = board[board["group"] == group]
@@ -300,6 +322,9 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
         except (RunError, KeyError) as e:
             bt_error = str(e)
+    if tests is not None and bt is not None:
+        tests.deflated = deflate_winner(tests, winner.trial_id if winner else None, target=target, timeframe=tf,
+                                        fee=fee)
 
     conf_rows: list[dict[str, Any]] = []
     conf_win = None
@@ -339,9 +364,18 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
         **_timing(trials), "backtest": bt, "backtest_error": bt_error,
         "rows": _table_rows(rows), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])]),
         "confirm_rows": conf_rows, "confirm_winner": conf_win,
-        "verdict": _verdict(win, conf_win, bt, confirmation, baselines), "figs": figs, "notes": notes,
-        "baselines": baselines,
+        "verdict": _verdict(win, conf_win, bt, confirmation, baselines, tests), "figs": figs, "notes": notes,
+        "baselines": baselines, "tests": _tests_view(tests, win),
     }
+
+
+def _tests_view(tests: GroupTests | None, win: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the page and summary.json show of a group's tests (strict-JSON values)."""
+    if tests is None:
+        return None
+    dm = tests.dm.get(str(win.get("trial_id"))) if win else None
+    return _clean({**tests.to_dict(), "winner_dm": dm.to_dict() if dm is not None else None,
+                   "beats_persistence": beats_persistence(tests, win.get("trial_id") if win else None)[0]})
 
 
 def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
@@ -361,11 +395,16 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
+    alpha = report_alpha(run)
     board = leaderboard(run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee) for g in groups]
+    # Forecast-comparison tests per group (DM per finished trial, SPA over all of them).
+    tests = {g: group_tests(run, g, alpha=alpha) for g in groups}
+    board = add_dm_columns(board, tests)
+    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, tests=tests[g])
+             for g in groups]
     headline = _headline(cards)
 
     out = Path(run_dir) / "report"
@@ -383,7 +422,8 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "counts": c["counts"], "total": c["total"], "compute_seconds": _clean(c["compute_seconds"]),
                     "trials_per_hour": _clean(c["trials_per_hour"]),
                     "backtest": c["backtest"].to_dict() if c["backtest"] else None,
-                    "confirmation": c["confirm_winner"]} for c in cards]}, indent=1, default=_clean))
+                    "confirmation": c["confirm_winner"], "tests": c["tests"]} for c in cards]}, indent=1,
+        default=_clean))
     html = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
         n_trials=len(board), headline=headline, table_headers=TABLE, confirmation=confirmation, top_k=top_k, fee=fee,

@@ -1,0 +1,304 @@
+"""The report's forecast-comparison tests per asset/timeframe, from a run's test predictions.
+
+For each group: every finished trial's ``predictions.csv`` (its best epoch's forecasts on
+the test span) is read and aligned on the group's test span; the squared errors of the
+trials and of persistence (``y_persistence``, same rows) then feed
+
+- a Diebold–Mariano test of each finished trial against persistence (``dm_stat``,
+  ``dm_pvalue`` in the leaderboard),
+- Hansen's SPA test of "no finished config beats persistence" over all of them,
+- the model confidence set at 10 % (configs and persistence competing),
+- the deflated Sharpe ratio of the winner's long/flat backtest, deflated by the number of
+  finished configs and the variance of their backtests' Sharpe ratios.
+
+Trials stopped by ASHA, failed or still running have no test predictions and are "not
+entered"; a finished trial whose predictions do not cover the test span exactly (rows
+missing or extra, other timestamps, other labels, NaN forecasts) is excluded and listed
+with the reason, never silently mixed in. The statistics live in
+:mod:`reports.statistics`; this module only reads and aligns.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from pydantic import ValidationError
+from scipy import stats as sps
+
+from reports import statistics as st
+from reports.backtest import DEFAULT_FEE, backtest
+from reports.collect import Run, Trial
+from search_spaces.schema import DEFAULT_ALPHA, ReportSection
+from trainables.data.candles import TIMEFRAMES
+from trainables.errors import RunError
+
+#: Size of the model confidence set's test (a 90 % set).
+MCS_SIZE = 0.10
+_COLUMNS = ["timestamp", "close", "y_true", "y_pred", "y_persistence"]
+
+
+def report_alpha(run: Run) -> float:
+    """``report.alpha`` of the run's ``spec.yaml`` (default 0.05 when the spec has none).
+
+    Raises:
+        RunError: the value breaks the schema's rule (a hand-edited ``spec.yaml``).
+    """
+    raw = run.spec.get("report")
+    if raw is None:
+        return DEFAULT_ALPHA
+    try:
+        return float(ReportSection.model_validate(raw).alpha)
+    except ValidationError as e:
+        err = e.errors()[0]
+        key = ".".join(str(p) for p in ("report", *err["loc"]))
+        raise RunError(f"{run.path / 'spec.yaml'}: {key}: {err['msg']}; got {err.get('input')!r}") from None
+
+
+@dataclass
+class GroupLosses:
+    """Test-span squared errors of a group's finished trials and of persistence, aligned by row.
+
+    Attributes:
+        group: ``ASSET/TF``.
+        horizon: forecast horizon (candles).
+        timestamps: the test samples (forecast origins), as written in ``predictions.csv``.
+        persistence: persistence's squared error per sample.
+        trial_ids: the trials entered, one per column of ``losses``.
+        losses: n × k squared errors.
+        frames: each entered trial's predictions (for backtests).
+        not_entered: trial ids by reason: ``stopped``, ``failed``, ``running``.
+        excluded: finished trials left out, with why.
+    """
+
+    group: str
+    horizon: int
+    timestamps: np.ndarray
+    persistence: np.ndarray
+    trial_ids: list[str]
+    losses: np.ndarray
+    frames: dict[str, pd.DataFrame]
+    not_entered: dict[str, list[str]]
+    excluded: dict[str, str]
+
+
+def _read(path: Path) -> pd.DataFrame:
+    return pd.read_csv(path, usecols=lambda c: c in _COLUMNS)
+
+
+def _span_ts(v: Any) -> pd.Timestamp | None:
+    try:
+        return pd.Timestamp(v, tz="UTC") if v else None
+    except (TypeError, ValueError):
+        return None
+
+
+def group_losses(run: Run, group: str) -> GroupLosses:
+    """Read and align the test predictions of every finished trial of ``group``.
+
+    A trial covers the test span when its rows are exactly the group's test samples
+    (``samples.test`` rows from ``spans.test[0]`` to ``spans.test[1]`` in ``groups.json``)
+    with the same timestamps and labels as the other trials; anything else is excluded.
+    """
+    info = run.groups.get(group) or {}
+    span = (info.get("spans") or {}).get("test") or [None, None]
+    first, last = _span_ts(span[0]), _span_ts(span[1])
+    n_test = (info.get("samples") or {}).get("test")
+    horizon = int(info.get("horizon") or 1)
+    trials = [t for t in run.trials if t.group == group]
+    not_entered: dict[str, list[str]] = {"stopped": [], "failed": [], "running": []}
+    excluded: dict[str, str] = {}
+    ref: pd.DataFrame | None = None
+    ids: list[str] = []
+    cols: list[np.ndarray] = []
+    frames: dict[str, pd.DataFrame] = {}
+    for t in trials:
+        if t.status != "finished":
+            not_entered.setdefault(t.status, []).append(t.trial_id)
+            continue
+        why, df = _check(t, first, last, n_test)
+        if df is not None and ref is not None:
+            if not np.array_equal(df["timestamp"].to_numpy(), ref["timestamp"].to_numpy()):
+                why = "its test timestamps differ from the other trials' (another span or sample set)"
+            elif not np.allclose(df["y_true"].to_numpy(), ref["y_true"].to_numpy(), rtol=1e-6, atol=0.0):
+                why = "its test labels differ from the other trials' (another target or data)"
+        if why:
+            excluded[t.trial_id] = why
+            continue
+        assert df is not None
+        if ref is None:
+            ref = df
+        ids.append(t.trial_id)
+        cols.append((df["y_pred"].to_numpy(np.float64) - df["y_true"].to_numpy(np.float64)) ** 2)
+        frames[t.trial_id] = df
+    if ref is None:
+        empty = np.empty(0)
+        return GroupLosses(group, horizon, empty, empty, [], np.empty((0, 0)), {}, not_entered, excluded)
+    pers = (ref["y_persistence"].to_numpy(np.float64) - ref["y_true"].to_numpy(np.float64)) ** 2
+    return GroupLosses(group, horizon, ref["timestamp"].to_numpy(), pers, ids, np.column_stack(cols), frames,
+                       not_entered, excluded)
+
+
+def _check(t: Trial, first: pd.Timestamp | None, last: pd.Timestamp | None,
+           n_test: Any) -> tuple[str, pd.DataFrame | None]:
+    """(why the trial cannot enter or "", its predictions)."""
+    f = t.checkpoint / "predictions.csv" if t.checkpoint is not None else None
+    if f is None or not f.is_file():
+        return "no predictions.csv in its checkpoint", None
+    try:
+        df = _read(f)
+    except (OSError, ValueError) as e:
+        return f"unreadable predictions.csv ({e})", None
+    missing = set(_COLUMNS) - set(df.columns)
+    if missing:
+        return f"predictions.csv lacks column(s) {', '.join(sorted(missing))}", None
+    if isinstance(n_test, int) and len(df) != n_test:
+        return f"{len(df)} prediction rows, the test span has {n_test} samples", None
+    if df.empty:
+        return "predictions.csv has no rows", None
+    if df["timestamp"].duplicated().any():
+        return "predictions.csv repeats a timestamp", None
+    lo, hi = _span_ts(df["timestamp"].iloc[0]), _span_ts(df["timestamp"].iloc[-1])
+    if first is not None and last is not None and (lo != first or hi != last):
+        return (f"predictions cover {df['timestamp'].iloc[0]} → {df['timestamp'].iloc[-1]}, the test span is "
+                f"{first.isoformat()} → {last.isoformat()}"), None
+    vals = df[["y_true", "y_pred", "y_persistence"]].to_numpy(np.float64)
+    if not np.all(np.isfinite(vals)):
+        return "NaN or infinite values in predictions.csv", None
+    return "", df
+
+
+@dataclass
+class GroupTests:
+    """Every test of one group, as the report shows and writes them."""
+
+    group: str
+    alpha: float
+    n_obs: int
+    entered: list[str]
+    not_entered: dict[str, list[str]]
+    excluded: dict[str, str]
+    dm: dict[str, st.DMResult]
+    spa: st.SPAResult
+    mcs: st.MCSResult
+    deflated: dict[str, Any] = field(default_factory=dict)
+    #: each entered trial's predictions (for the backtests; not written anywhere).
+    frames: dict[str, pd.DataFrame] = field(default_factory=dict, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"alpha": self.alpha, "n_obs": self.n_obs, "entered": len(self.entered),
+                "not_entered": {k: len(v) for k, v in self.not_entered.items()},
+                "not_entered_ids": self.not_entered, "excluded": self.excluded,
+                "spa": self.spa.to_dict(), "mcs": self.mcs.to_dict(), "deflated_sharpe": self.deflated}
+
+
+def _seed(run: Run) -> int:
+    s = (run.spec.get("search") or {}).get("seed") if isinstance(run.spec.get("search"), dict) else None
+    return int(s) if isinstance(s, int) and not isinstance(s, bool) and s >= 0 else 0
+
+
+def group_tests(run: Run, group: str, *, alpha: float, reps: int = st.DEFAULT_REPS) -> GroupTests:
+    """DM of every entered trial, SPA and MCS over all of them, for one group."""
+    gl = group_losses(run, group)
+    seed = _seed(run)
+    dm: dict[str, st.DMResult] = {}
+    n = len(gl.persistence)
+    for j, tid in enumerate(gl.trial_ids):
+        try:
+            dm[tid] = st.diebold_mariano(gl.losses[:, j], gl.persistence, horizon=gl.horizon)
+        except RunError as e:  # too few samples for the horizon: say so, no p-value
+            dm[tid] = st.DMResult(None, None, n, gl.horizon, math.nan, "acf", "less", status=str(e))
+    spa = st.spa_test(gl.persistence, gl.losses if gl.trial_ids else np.empty((n, 0)), horizon=gl.horizon,
+                      reps=reps, seed=seed)
+    if spa.block_size is not None:
+        mcs = st.model_confidence_set(np.column_stack([gl.persistence, gl.losses]), ["persistence", *gl.trial_ids],
+                                      size=MCS_SIZE, block_size_=spa.block_size, reps=reps, seed=seed)
+    else:
+        mcs = st.MCSResult(f"not computed: {spa.status}", size=MCS_SIZE, reps=reps, seed=seed)
+    return GroupTests(group, alpha, n, gl.trial_ids, gl.not_entered, gl.excluded, dm, spa, mcs, frames=gl.frames)
+
+
+def deflate_winner(tests: GroupTests, winner_id: str | None, *, target: str, timeframe: str,
+                   fee: float = DEFAULT_FEE) -> dict[str, Any]:
+    """Deflated Sharpe ratio of the winner's long/flat backtest (Bailey & López de Prado 2014).
+
+    Number of trials = finished configs of the group (every one was a candidate); the
+    variance is that of their backtests' per-candle Sharpe ratios (trials that never trade
+    have none and are left out of it); skewness and kurtosis are the winner's net returns'.
+    """
+    frames = tests.frames
+    horizon = 1 if not tests.dm else next(iter(tests.dm.values())).horizon
+    out: dict[str, Any] = {"status": "", "sharpe": None, "deflated_sharpe": None,
+                           "n_trials": len(tests.entered) + len(tests.excluded), "sr_variance": None}
+    if winner_id is None or winner_id not in frames:
+        out["status"] = "the winner has no test predictions that cover the test span"
+        return out
+    ppy = pd.Timedelta(days=365.25) / TIMEFRAMES[timeframe]
+    srs: dict[str, float] = {}
+    win_bt = None
+    try:
+        for tid, df in frames.items():
+            bt = backtest(df, target=target, horizon=horizon, timeframe=timeframe, fee=fee)
+            srs[tid] = bt.strategy.sharpe / math.sqrt(ppy)
+            if tid == winner_id:
+                win_bt = bt
+    except RunError as e:
+        out["status"] = str(e)
+        return out
+    assert win_bt is not None
+    eq = np.asarray(win_bt.equity)
+    net = eq / np.concatenate([[1.0], eq[:-1]]) - 1.0
+    finite = np.array([v for v in srs.values() if math.isfinite(v)])
+    sr = srs[winner_id]
+    out.update({"sharpe": win_bt.strategy.sharpe, "sharpe_per_candle": sr, "n_obs": len(net),
+                "sr_variance": float(np.var(finite, ddof=1)) if len(finite) > 1 else 0.0})
+    if not math.isfinite(sr):
+        out["status"] = "the winner's strategy never trades (no Sharpe ratio)"
+        return out
+    skew = float(sps.skew(net)) if np.ptp(net) > 0 else 0.0
+    kurt = float(sps.kurtosis(net, fisher=False)) if np.ptp(net) > 0 else 3.0
+    out.update({"skew": skew, "kurtosis": kurt})
+    try:
+        out["deflated_sharpe"] = st.deflated_sharpe(sr, n_trials=max(1, out["n_trials"]),
+                                                    sr_variance=out["sr_variance"], n_obs=len(net), skew=skew,
+                                                    kurtosis=kurt)
+        out["expected_max_sharpe"] = st.expected_max_sharpe(n_trials=max(1, out["n_trials"]),
+                                                            sr_variance=out["sr_variance"]) * math.sqrt(ppy)
+        out["status"] = "ok"
+    except RunError as e:
+        out["status"] = str(e)
+    return out
+
+
+def add_dm_columns(board: pd.DataFrame, tests: dict[str, GroupTests]) -> pd.DataFrame:
+    """``board`` with ``dm_stat`` and ``dm_pvalue`` per finished trial (DM vs persistence; blank otherwise)."""
+    stat: dict[str, float] = {}
+    pval: dict[str, float] = {}
+    for gt in tests.values():
+        for tid, r in gt.dm.items():
+            stat[tid] = r.statistic if r.statistic is not None else math.nan
+            pval[tid] = r.pvalue if r.pvalue is not None else math.nan
+    out = board.copy()
+    out["dm_stat"] = [stat.get(t, math.nan) for t in out["trial_id"]] if len(out) else pd.Series(dtype=float)
+    out["dm_pvalue"] = [pval.get(t, math.nan) for t in out["trial_id"]] if len(out) else pd.Series(dtype=float)
+    return out
+
+
+def beats_persistence(tests: GroupTests | None, winner_id: str | None) -> tuple[bool, str]:
+    """Whether the tests say the winner beats persistence at ``alpha``, and the numbers as one phrase."""
+    if tests is None or winner_id is None:
+        return False, "no test predictions to test"
+    dm = tests.dm.get(winner_id)
+    spa = tests.spa
+    a = tests.alpha
+    dm_txt = (f"DM p = {dm.pvalue:.3g}" if dm is not None and dm.pvalue is not None else
+              f"DM: {dm.status if dm is not None else 'the winner was not entered'}")
+    spa_txt = (f"SPA p = {spa.consistent:.3g} over {spa.n_models} configs" if spa.consistent is not None else
+               f"SPA: {spa.status}")
+    ok = (dm is not None and dm.pvalue is not None and dm.pvalue < a and spa.consistent is not None
+          and spa.consistent < a)
+    return ok, f"{dm_txt}; {spa_txt}; alpha {a:g}"
