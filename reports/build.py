@@ -322,9 +322,9 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
         except (RunError, KeyError) as e:
             bt_error = str(e)
-    if tests is not None and bt is not None:
-        tests.deflated = deflate_winner(tests, winner.trial_id if winner else None, target=target, timeframe=tf,
-                                        fee=fee)
+    if tests is not None and winner is not None:
+        tests.deflated = deflate_winner(tests, winner.trial_id, target=target, fee=fee,
+                                        timeframe=str(info.get("timeframe") or winner.config.get("timeframe")))
 
     conf_rows: list[dict[str, Any]] = []
     conf_win = None

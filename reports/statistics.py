@@ -264,8 +264,16 @@ def spa_test(bench_losses: Any, model_losses: Any, *, horizon: int = 1, block_si
     diff = b[:, None] - x  # positive where the config has the smaller loss
     blk = block_size_ or block_size(diff.mean(axis=1), horizon=horizon)
     omega = np.sqrt(np.maximum(hac_variance(diff, block=blk), 0.0))
-    # A config identical to the benchmark has d = 0 and ω = 0: it cannot beat it; keep it at 0.
-    scaled = np.divide(diff, omega, out=np.zeros_like(diff), where=omega > 0)
+    # A config whose loss differential is constant (ω = 0: e.g. it forecasts exactly what
+    # the benchmark does) has no sampling variation to test; it enters Hansen's statistic
+    # max(0, max_k t_k) as 0 only if it does not beat the benchmark, so it is left out.
+    live = omega > 0
+    if not live.any():
+        # Every config equals the benchmark up to a constant: none has a smaller loss unless
+        # the constant says so, and then it does so on every sample.
+        p = 0.0 if float(diff.mean(axis=0).max()) > 0 else 1.0
+        return SPAResult("ok", p, p, p, k, n, blk, BLOCK_RULE, reps, seed)
+    scaled = diff[:, live] / omega[live]
     spa = SPA(np.zeros(n), -scaled, block_size=blk, reps=reps, bootstrap="stationary", studentize=True, seed=seed)
     spa.compute()
     pv = spa.pvalues
