@@ -33,7 +33,8 @@ from scipy import stats as sps
 from reports import statistics as st
 from reports.backtest import DEFAULT_FEE, net_returns, next_candle_returns, predicted_multiplier
 from reports.collect import Run, Trial
-from search_spaces.schema import DEFAULT_ALPHA, ReportSection
+from search_spaces.loader import format_errors
+from search_spaces.schema import DEFAULT_ALPHA, ReportOnly
 from trainables.data.candles import TIMEFRAMES
 from trainables.errors import RunError
 
@@ -48,15 +49,12 @@ def report_alpha(run: Run) -> float:
     Raises:
         RunError: the value breaks the schema's rule (a hand-edited ``spec.yaml``).
     """
-    raw = run.spec.get("report")
-    if raw is None:
+    if run.spec.get("report") is None:
         return DEFAULT_ALPHA
     try:
-        return float(ReportSection.model_validate(raw).alpha)
+        return float(ReportOnly.model_validate({"report": run.spec["report"]}).report.alpha)
     except ValidationError as e:
-        err = e.errors()[0]
-        key = ".".join(str(p) for p in ("report", *err["loc"]))
-        raise RunError(f"{run.path / 'spec.yaml'}: {key}: {err['msg']}; got {err.get('input')!r}") from None
+        raise RunError("; ".join(format_errors(run.path / "spec.yaml", e))) from None
 
 
 @dataclass

@@ -34,7 +34,7 @@ from search_spaces.schema.model_sections import (
     SearchSection,
     TrainingSection,
 )
-from search_spaces.schema.report_section import DEFAULT_ALPHA, ReportSection
+from search_spaces.schema.report_section import DEFAULT_ALPHA, ReportOnly, ReportSection
 from search_spaces.schema.rules import MIN_SAMPLES
 from search_spaces.schema.sections import (
     ASSET_PATTERN,
@@ -52,6 +52,7 @@ __all__ = [
     "LOSSES",
     "MIN_SAMPLES",
     "OPTIMIZERS",
+    "ReportOnly",
     "ReportSection",
     "DataSection",
     "Extent",

@@ -8,7 +8,7 @@ asset/timeframe and the winner's Diebold–Mariano p-value are both below it (se
 
 from __future__ import annotations
 
-from pydantic import Field
+from pydantic import ConfigDict, Field
 
 from search_spaces.schema._base import Float, Section
 
@@ -20,3 +20,11 @@ class ReportSection(Section):
     """Verdict settings: ``alpha`` in (0, 0.5] (default 0.05)."""
 
     alpha: Float = Field(default=DEFAULT_ALPHA, gt=0, le=0.5)
+
+
+class ReportOnly(Section):
+    """Just the ``report`` section of a spec (other sections ignored), for readers of a run's
+    ``spec.yaml`` such as the report: its errors carry the full key (``report.alpha``)."""
+
+    model_config = ConfigDict(extra="ignore")
+    report: ReportSection = Field(default_factory=ReportSection)
