@@ -28,8 +28,16 @@ from reports import charts
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
-from reports.forecast_tests import GroupTests, add_dm_columns, beats_persistence, deflate_winner, group_tests, report_alpha
+from reports.forecast_tests import (
+    GroupTests,
+    add_dm_columns,
+    beats_persistence,
+    deflate_winner,
+    group_tests,
+    report_alpha,
+)
 from reports.registry.winners import winners
+from search_spaces.schema import DEFAULT_ALPHA
 from trainables.errors import RunError
 from trainables.files import atomic_write
 
@@ -186,8 +194,14 @@ def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backte
     distinguishable from persistence.
     """
     out = _verdict_text(win, conf, bt, conf_meta, baselines, tests)
+    details = []
     if tests is not None:
-        out["details"] = beats_persistence(tests, win.get("trial_id") if win else None)[1]
+        details.append(beats_persistence(tests, win.get("trial_id") if win else None)[1])
+    if conf is not None and _finite(conf.get("dm_pvalue")):
+        details.append(f"re-trained, averaged over seeds: DM p = {_num(conf['dm_pvalue']):.3g} over "
+                       f"{conf.get('dm_n')} samples ({conf.get('dm_runs')} runs)")
+    if details:
+        out["details"] = "; ".join(details)
     return out
 
 
@@ -228,6 +242,14 @@ def _verdict_text(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: B
     spread = (f"{_pct(conf['test_skill_mean'])} ± {_pct(conf['test_skill_std']).lstrip('+')} over {conf['runs']} "
               f"runs ({conf_meta.get('seeds') if conf_meta else '?'} seeds × {(conf_meta or {}).get('folds') or 1} "
               "folds)")
+    if _finite(conf.get("dm_pvalue")):
+        # The confirmation's DM test of the seed-averaged loss differential decides; the spread is shown.
+        alpha = tests.alpha if tests is not None else DEFAULT_ALPHA
+        if _num(conf["dm_pvalue"]) < alpha:
+            return {"level": "good", "text": f"the winner beats persistence on the test span by {_pct(skill)}, and "
+                    f"re-trained ({spread}) it still beats it, averaged over seeds." + trade}
+        return {"level": "bad", "text": f"the winner beats persistence on the test span by {_pct(skill)}, but "
+                f"re-trained ({spread}), averaged over seeds, it is {NOT_DISTINGUISHABLE}." + trade}
     if conf["verdict"] == NOT_DISTINGUISHABLE:
         return {"level": "bad", "text": f"the winner beats persistence on the test span by {_pct(skill)}, but "
                 f"re-trained its skill is {spread}: {NOT_DISTINGUISHABLE}." + trade}

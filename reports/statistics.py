@@ -333,8 +333,8 @@ def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, b
                          size=size, block_size=block_size_, reps=reps, seed=seed)
     mcs = MCS(x, size=size, reps=reps, block_size=block_size_, method="R", bootstrap="stationary", seed=seed)
     mcs.compute()
-    inc = [names[int(i)] for i in mcs.included]
-    pvals = {names[int(i)]: float(p) for i, p in mcs.pvalues["Pvalue"].items()}
+    inc = [names[int(str(i))] for i in mcs.included]
+    pvals = {names[int(str(i))]: float(p) for i, p in mcs.pvalues["Pvalue"].items()}
     return MCSResult("ok", sorted(inc, key=lambda s: -pvals.get(s, 0.0)), pvals, size, block_size_, reps, seed)
 
 

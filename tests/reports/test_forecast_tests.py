@@ -127,3 +127,17 @@ def test_report_alpha_is_read_from_the_run_spec(small_run: Path, tmp_path: Path)
     (run / "spec.yaml").write_text(yaml.safe_dump({**spec, "report": {"alpha": 0.6}}))
     with pytest.raises(RunError, match=rf"^{run / 'spec.yaml'}: report\.alpha: must be <= 0\.5; got 0\.6$"):
         build_report(run)
+
+
+def test_confirmation_verdict_follows_the_seed_averaged_dm_test() -> None:
+    win = {"trial_id": "w", "test_skill": 0.004, "val_skill": 0.001, "test_rmse": 1.0}
+    conf = {"test_skill_mean": 0.003, "test_skill_std": 0.001, "runs": 6, "verdict": "beats persistence",
+            "dm_n": 260, "dm_runs": 6}
+    meta = {"seeds": 3, "folds": 2}
+    good = _verdict(win, {**conf, "dm_pvalue": 0.01}, None, meta, tests=_tests(0.01, 0.03))
+    assert good["level"] == "good" and "still beats it, averaged over seeds" in good["text"]
+    assert good["details"].endswith("re-trained, averaged over seeds: DM p = 0.01 over 260 samples (6 runs)")
+    # A tight spread is not enough: the averaged loss differential must be significant too.
+    noise = _verdict(win, {**conf, "dm_pvalue": 0.3}, None, meta, tests=_tests(0.01, 0.03))
+    assert noise["level"] == "bad"
+    assert "averaged over seeds, it is not distinguishable from persistence" in noise["text"]
