@@ -250,7 +250,7 @@ def group_tests(run: Run, group: str, *, alpha: float, reps: int = st.DEFAULT_RE
                       reps=reps, seed=seed)
     if spa.block_size is not None:
         mcs = st.model_confidence_set(np.column_stack([gl.persistence, gl.losses]), ["persistence", *gl.trial_ids],
-                                      size=MCS_SIZE, block_size_=spa.block_size, reps=reps, seed=seed)
+                                      size=MCS_SIZE, block_size=spa.block_size, reps=reps, seed=seed)
     else:
         mcs = st.MCSResult(f"not computed: {spa.status}", size=MCS_SIZE, reps=reps, seed=seed)
     return GroupTests(group, alpha, n, gl.trial_ids, gl.not_entered, gl.excluded, dm, spa, mcs, losses=gl)

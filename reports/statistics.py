@@ -164,7 +164,7 @@ def _loss_matrix(bench: Any, models: Any) -> tuple[np.ndarray, np.ndarray]:
     return b, x
 
 
-def block_size(diff: np.ndarray, *, horizon: int) -> int:
+def choose_block_size(diff: np.ndarray, *, horizon: int) -> int:
     """The stationary-bootstrap mean block length for a loss differential (rule: :data:`BLOCK_RULE`).
 
     Args:
@@ -228,7 +228,7 @@ class SPAResult:
         return asdict(self)
 
 
-def spa_test(bench_losses: Any, model_losses: Any, *, horizon: int = 1, block_size_: int | None = None,
+def spa_test(bench_losses: Any, model_losses: Any, *, horizon: int = 1, block_size: int | None = None,
              reps: int = DEFAULT_REPS, seed: int = 0) -> SPAResult:
     """Hansen's test of superior predictive ability: does any config beat the benchmark?
 
@@ -244,7 +244,7 @@ def spa_test(bench_losses: Any, model_losses: Any, *, horizon: int = 1, block_si
         bench_losses: benchmark loss per sample (n).
         model_losses: n × k losses of the configs entered.
         horizon: forecast horizon (the block is never shorter).
-        block_size_: mean block length; ``None`` chooses it by :data:`BLOCK_RULE`.
+        block_size: mean block length; ``None`` chooses it by :data:`BLOCK_RULE`.
         reps: bootstrap replications.
         seed: bootstrap seed (the result is reproducible).
 
@@ -262,7 +262,7 @@ def spa_test(bench_losses: Any, model_losses: Any, *, horizon: int = 1, block_si
         return SPAResult(f"not enough finished configs for the SPA test ({k} < {MIN_SPA_CONFIGS}); the winner's DM "
                          "test is the test", None, None, None, k, n, None, BLOCK_RULE, reps, seed)
     diff = b[:, None] - x  # positive where the config has the smaller loss
-    blk = block_size_ or block_size(diff.mean(axis=1), horizon=horizon)
+    blk = block_size or choose_block_size(diff.mean(axis=1), horizon=horizon)
     omega = np.sqrt(np.maximum(hac_variance(diff, block=blk), 0.0))
     # A config whose loss differential is constant (ω = 0: e.g. it forecasts exactly what
     # the benchmark does) has no sampling variation to test; it enters Hansen's statistic
@@ -304,7 +304,7 @@ class MCSResult:
         return asdict(self)
 
 
-def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, block_size_: int,
+def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, block_size: int,
                          reps: int = DEFAULT_REPS, seed: int = 0) -> MCSResult:
     """Hansen–Lunde–Nason MCS (``arch.bootstrap.MCS``, R method, stationary bootstrap).
 
@@ -312,7 +312,7 @@ def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, b
         losses: n × k losses (benchmark included as one of the columns if it should compete).
         names: a name per column.
         size: test size.
-        block_size_: mean block length (the SPA's).
+        block_size: mean block length (the SPA's).
         reps: bootstrap replications.
         seed: bootstrap seed.
 
@@ -327,15 +327,15 @@ def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, b
     n, k = x.shape
     if n < MIN_BOOTSTRAP_OBS or k < 2:
         return MCSResult(f"not enough test samples or forecasts ({n} samples, {k} forecasts)", size=size,
-                         block_size=block_size_, reps=reps, seed=seed)
+                         block_size=block_size, reps=reps, seed=seed)
     if k > MCS_MAX_MODELS:
         return MCSResult(f"not computed: {k} forecasts > {MCS_MAX_MODELS} (the MCS bootstraps every pair)",
-                         size=size, block_size=block_size_, reps=reps, seed=seed)
-    mcs = MCS(x, size=size, reps=reps, block_size=block_size_, method="R", bootstrap="stationary", seed=seed)
+                         size=size, block_size=block_size, reps=reps, seed=seed)
+    mcs = MCS(x, size=size, reps=reps, block_size=block_size, method="R", bootstrap="stationary", seed=seed)
     mcs.compute()
     inc = [names[int(str(i))] for i in mcs.included]
     pvals = {names[int(str(i))]: float(p) for i, p in mcs.pvalues["Pvalue"].items()}
-    return MCSResult("ok", sorted(inc, key=lambda s: -pvals.get(s, 0.0)), pvals, size, block_size_, reps, seed)
+    return MCSResult("ok", sorted(inc, key=lambda s: -pvals.get(s, 0.0)), pvals, size, block_size, reps, seed)
 
 
 def expected_max_sharpe(*, n_trials: int, sr_variance: float) -> float:

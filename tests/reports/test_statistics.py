@@ -134,9 +134,9 @@ def test_model_confidence_set_drops_a_clearly_worse_forecast() -> None:
     rng = np.random.default_rng(9)
     base = _losses(rng, 400)
     losses = np.column_stack([base, base * rng.uniform(0.9, 1.1, 400), 3.0 * base])
-    r = model_confidence_set(losses, ["persistence", "a", "bad"], size=0.10, block_size_=2, reps=300, seed=1)
+    r = model_confidence_set(losses, ["persistence", "a", "bad"], size=0.10, block_size=2, reps=300, seed=1)
     assert r.status == "ok" and "bad" not in r.included and "persistence" in r.included
-    big = model_confidence_set(np.ones((40, 61)), [str(i) for i in range(61)], block_size_=1)
+    big = model_confidence_set(np.ones((40, 61)), [str(i) for i in range(61)], block_size=1)
     assert big.status.startswith("not computed: 61 forecasts > 60")
 
 
