@@ -116,13 +116,23 @@ def _performance(net: np.ndarray, pos: np.ndarray, trades: int, periods_per_year
     return Performance(total, sharpe, min(dd, 0.0), float(np.mean(pos)) if len(pos) else 0.0, trades), equity
 
 
-def _run(ret: np.ndarray, pos: np.ndarray, fee: float, ppy: float) -> tuple[Performance, np.ndarray]:
-    prev = np.concatenate([[0.0], pos[:-1]])
+def net_returns(ret: np.ndarray, pos: np.ndarray, fee: float) -> tuple[np.ndarray, np.ndarray]:
+    """Per-candle net returns of holding ``pos`` (1 long, 0 flat) and the position changes paid for.
+
+    ``pos`` is one position per candle (n) or one column per strategy (n × k, ``ret`` of
+    length n then applies to every column), so many forecasts can be backtested at once.
+    """
+    prev = np.concatenate([np.zeros_like(pos[:1]), pos[:-1]])
     changes = (pos != prev).astype(np.float64)
     # The position opened at the last candle is closed after it: one more fee then.
-    if len(pos) and pos[-1] > 0:
-        changes[-1] += 1.0
-    net = (1.0 + pos * ret) * (1.0 - fee) ** changes - 1.0
+    if len(pos):
+        changes[-1] += (pos[-1] > 0)
+    r = ret if pos.ndim == 1 else ret[:, None]
+    return (1.0 + pos * r) * (1.0 - fee) ** changes - 1.0, changes
+
+
+def _run(ret: np.ndarray, pos: np.ndarray, fee: float, ppy: float) -> tuple[Performance, np.ndarray]:
+    net, changes = net_returns(ret, pos, fee)
     return _performance(net, pos, int(changes.sum()), ppy)
 
 

@@ -28,7 +28,16 @@ from reports import charts, volatility
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
 from reports.collect import SCORED, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
+from reports.forecast_tests import (
+    GroupTests,
+    add_dm_columns,
+    beats_persistence,
+    deflate_winner,
+    group_tests,
+    report_alpha,
+)
 from reports.registry.winners import winners
+from search_spaces.schema import DEFAULT_ALPHA
 from trainables.errors import RunError
 from trainables.files import atomic_write
 
@@ -102,6 +111,7 @@ TABLE = [
     ("train s", "train_seconds", "num", ""), ("lookback", "lookback", "int", ""),
     ("batch", "batch_size", "int", ""), ("lr", "learning_rate", "num", ""),
     ("model", "model", "text", "l"), ("indicators", "indicators", "text", "l"), ("trial", "trial_id", "text", "l"),
+    ("DM p", "dm_pvalue", "num", ""),
 ]
 
 
@@ -174,8 +184,30 @@ def _baselines(info: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backtest | None,
-             conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None = None) -> dict[str, str]:
-    """The group's one-line judgement: level (bad | warn | good) and text."""
+             conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None = None,
+             tests: GroupTests | None = None) -> dict[str, str]:
+    """The group's one-line judgement: level (bad | warn | good), text and the tests' numbers (``details``).
+
+    With ``tests`` (the run's forecast-comparison tests), a winner with a positive test
+    skill "beats persistence" only when Hansen's SPA p-value over every finished config and
+    its own Diebold–Mariano p-value are both below ``alpha``; otherwise it is not
+    distinguishable from persistence.
+    """
+    out = _verdict_text(win, conf, bt, conf_meta, baselines, tests)
+    details = []
+    if tests is not None:
+        details.append(beats_persistence(tests, win.get("trial_id") if win else None)[1])
+    if conf is not None and _finite(conf.get("dm_pvalue")):
+        details.append(f"re-trained, averaged over seeds: DM p = {_num(conf['dm_pvalue']):.3g} over "
+                       f"{conf.get('dm_n')} samples ({conf.get('dm_runs')} runs)")
+    if details:
+        out["details"] = "; ".join(details)
+    return out
+
+
+def _verdict_text(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backtest | None,
+                  conf_meta: dict[str, Any] | None, baselines: list[dict[str, Any]] | None,
+                  tests: GroupTests | None) -> dict[str, str]:
     if win is None:
         return {"level": "bad", "text": "no trial finished with test scores: nothing to judge"}
     skill = win.get("test_skill")
@@ -200,12 +232,24 @@ def _verdict(win: dict[str, Any] | None, conf: dict[str, Any] | None, bt: Backte
         return {"level": "bad", "text": f"the winner cannot be told from persistence: it did not beat it on the "
                 f"validation span it was chosen on (val skill {_pct(val)}), so its {_pct(skill)} on the test span "
                 "is most likely luck." + trade}
+    if tests is not None and not beats_persistence(tests, win.get("trial_id"))[0]:
+        return {"level": "bad", "text": f"the winner's test skill is {_pct(skill)}, but with "
+                f"{tests.spa.n_models} configs tried that is {NOT_DISTINGUISHABLE}: the tests do not rule out "
+                "luck." + trade}
     if conf is None:
         return {"level": "warn", "text": f"the winner beats persistence on the test span by {_pct(skill)}, from one "
                 "seed on one split: not yet confirmed (run `tunefactory confirm`)." + trade}
     spread = (f"{_pct(conf['test_skill_mean'])} ± {_pct(conf['test_skill_std']).lstrip('+')} over {conf['runs']} "
               f"runs ({conf_meta.get('seeds') if conf_meta else '?'} seeds × {(conf_meta or {}).get('folds') or 1} "
               "folds)")
+    if _finite(conf.get("dm_pvalue")):
+        # The confirmation's DM test of the seed-averaged loss differential decides; the spread is shown.
+        alpha = tests.alpha if tests is not None else DEFAULT_ALPHA
+        if _num(conf["dm_pvalue"]) < alpha:
+            return {"level": "good", "text": f"the winner beats persistence on the test span by {_pct(skill)}, and "
+                    f"re-trained ({spread}) it still beats it, averaged over seeds." + trade}
+        return {"level": "bad", "text": f"the winner beats persistence on the test span by {_pct(skill)}, but "
+                f"re-trained ({spread}), averaged over seeds, it is {NOT_DISTINGUISHABLE}." + trade}
     if conf["verdict"] == NOT_DISTINGUISHABLE:
         return {"level": "bad", "text": f"the winner beats persistence on the test span by {_pct(skill)}, but "
                 f"re-trained its skill is {spread}: {NOT_DISTINGUISHABLE}." + trade}
@@ -277,10 +321,12 @@ def _fig(fig: Any) -> markupsafe.Markup:
 
 def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
                confirmation: dict[str, Any] | None, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
-               with_charts: bool = True, table: list[tuple[str, str, str, str]] | None = None) -> dict[str, Any]:
+               with_charts: bool = True, table: list[tuple[str, str, str, str]] | None = None,
+               tests: GroupTests | None = None) -> dict[str, Any]:
     """Everything the report shows about one (asset, timeframe).
 
     ``table``: the trial table's columns (default :data:`TABLE`; volatility runs add spike scores).
+    ``tests``: the group's forecast-comparison tests (DM per finished trial, SPA over them).
     """
     info = _group_info(run, group)
     rows = board[board["group"] == group]
@@ -303,6 +349,9 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
         except (RunError, KeyError) as e:
             bt_error = str(e)
+    if tests is not None and winner is not None:
+        tests.deflated = deflate_winner(tests, winner.trial_id, target=target, fee=fee,
+                                        timeframe=str(info.get("timeframe") or winner.config.get("timeframe")))
 
     conf_rows: list[dict[str, Any]] = []
     conf_win = None
@@ -346,9 +395,18 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
         **_timing(trials), "backtest": bt, "backtest_error": bt_error,
         "rows": _table_rows(rows, table), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])], table),
         "confirm_rows": conf_rows, "confirm_winner": conf_win,
-        "verdict": _verdict(win, conf_win, bt, confirmation, baselines), "figs": figs, "notes": notes,
-        "baselines": baselines,
+        "verdict": _verdict(win, conf_win, bt, confirmation, baselines, tests), "figs": figs, "notes": notes,
+        "baselines": baselines, "tests": _tests_view(tests, win),
     }
+
+
+def _tests_view(tests: GroupTests | None, win: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What the page and summary.json show of a group's tests (strict-JSON values)."""
+    if tests is None:
+        return None
+    dm = tests.dm.get(str(win.get("trial_id"))) if win else None
+    return _clean({**tests.to_dict(), "winner_dm": dm.to_dict() if dm is not None else None,
+                   "beats_persistence": beats_persistence(tests, win.get("trial_id") if win else None)[0]})
 
 
 def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
@@ -368,14 +426,19 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
+    alpha = report_alpha(run)
     board = volatility.add_spike_columns(leaderboard(run), run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
+    # Forecast-comparison tests per group (DM per finished trial, SPA over all of them).
+    tests = {g: group_tests(run, g, alpha=alpha) for g in groups}
+    board = add_dm_columns(board, tests)
     target = (run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict) \
         else "multiplier"
     table = TABLE + volatility.table_columns(target)
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table) for g in groups]
+    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table, tests=tests[g])
+             for g in groups]
     headline = _headline(cards)
 
     out = Path(run_dir) / "report"
@@ -393,7 +456,8 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "counts": c["counts"], "total": c["total"], "compute_seconds": _clean(c["compute_seconds"]),
                     "trials_per_hour": _clean(c["trials_per_hour"]),
                     "backtest": c["backtest"].to_dict() if c["backtest"] else None,
-                    "confirmation": c["confirm_winner"]} for c in cards]}, indent=1, default=_clean))
+                    "confirmation": c["confirm_winner"], "tests": c["tests"]} for c in cards]}, indent=1,
+        default=_clean))
     html = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
         n_trials=len(board), headline=headline, table_headers=table, confirmation=confirmation, top_k=top_k, fee=fee,

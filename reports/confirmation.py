@@ -14,6 +14,13 @@ the ranking of the latest confirmation), ``ranking.csv`` and ``runs.csv`` (writt
 from, early-stopping slice included), ``eval_start`` and ``eval_end`` (the samples it
 scored), ISO 8601 UTC, from the fold spans in ``plan.json``; the walk-forward scheme is
 explained in ``cluster.confirm``.
+
+Each run also gets a one-sided Diebold–Mariano test of its squared errors against
+persistence on the samples it scored (``dm_stat``, ``dm_pvalue``), and each config a
+combined one (``dm_*`` in the ranking): the loss differential is averaged over the seeds
+per sample (the seeds of a fold score the same samples), the folds' disjoint chronological
+chunks are concatenated, and one DM test on that series asks whether "the config, averaged
+over seeds, beats persistence" (:func:`combined_dm`).
 """
 
 from __future__ import annotations
@@ -25,11 +32,45 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
-from reports.collect import load_trial
+from reports.collect import Trial, load_trial
+from reports.forecast_tests import read_predictions, spec_alpha
+from reports.statistics import DMResult, diebold_mariano
+from trainables.errors import RunError
 from trainables.files import atomic_write
 
 NOT_DISTINGUISHABLE = "not distinguishable from persistence"
+
+
+def _horizons(exp_dir: Path) -> dict[str, int]:
+    """Each group's forecast horizon, from the run's ``groups.json`` (``RUN_DIR/confirm/<name>/``)."""
+    try:
+        groups = json.loads((exp_dir.parent.parent / "groups.json").read_text(encoding="utf-8"))["groups"]
+        return {str(g): int(v.get("horizon") or 1) for g, v in groups.items()}
+    except (OSError, json.JSONDecodeError, KeyError, TypeError, AttributeError, ValueError):
+        return {}
+
+
+def loss_differential(t: Trial) -> tuple[np.ndarray, np.ndarray] | None:
+    """(timestamps, squared error − persistence's squared error) of a run's scored samples, or None."""
+    f = t.checkpoint / "predictions.csv" if t.checkpoint is not None else None
+    if f is None or not f.is_file():
+        return None
+    try:
+        p = read_predictions(f)
+        d = (p["y_pred"] - p["y_true"]) ** 2 - (p["y_persistence"] - p["y_true"]) ** 2
+        ts = p["timestamp"]
+    except (OSError, ValueError, KeyError):
+        return None
+    return (ts, d) if len(d) and np.all(np.isfinite(d)) else None
+
+
+def _dm(d: np.ndarray, horizon: int) -> DMResult | None:
+    try:
+        return diebold_mariano(d, np.zeros_like(d), horizon=horizon)
+    except RunError:
+        return None  # too few samples for the horizon: no p-value
 
 
 def read_runs(exp_dir: Path) -> pd.DataFrame:
@@ -42,6 +83,7 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
     plan = meta["plan"]
     spans = {(g, int(s["fold"])): s for g, folds in (meta.get("folds_spans") or {}).items() for s in folds}
     seen: dict[int, dict[str, Any]] = {}
+    horizons = _horizons(exp_dir)
     for d in sorted(exp_dir.glob("trial_*")):
         t = load_trial(d) if d.is_dir() else None
         if t is None or "index" not in t.config:
@@ -52,7 +94,12 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
                    "test_skill": f.get("test_skill", math.nan),
                    "test_persistence_rmse": f.get("test_persistence_rmse", math.nan),
                    "test_diracc": f.get("test_diracc", math.nan), "val_rmse_best": t.best if t.final else math.nan,
-                   "epochs": len(t.history), "train_seconds": f.get("train_seconds", math.nan)}
+                   "epochs": len(t.history), "train_seconds": f.get("train_seconds", math.nan),
+                   "dm_stat": math.nan, "dm_pvalue": math.nan}
+        ld = loss_differential(t) if t.status == "finished" else None
+        dm = _dm(ld[1], horizons.get(str(t.config.get("group", "")).split("#")[0], 1)) if ld else None
+        if dm is not None and dm.pvalue is not None:
+            seen[i].update({"dm_stat": dm.statistic, "dm_pvalue": dm.pvalue})
     rows = []
     for e in plan:
         r = {k: e[k] for k in ("index", "group", "trial_id", "search_rank", "family", "seed_index", "seed", "fold")}
@@ -113,6 +160,59 @@ def aggregate(runs: pd.DataFrame) -> pd.DataFrame:
     return df[cols].reset_index(drop=True)
 
 
+def combined_dm(exp_dir: Path, *, alpha: float = 0.05) -> pd.DataFrame:
+    """One DM test per config over all its seeds and folds: does it, averaged over seeds, beat persistence?
+
+    Per fold, the seeds' loss differentials are averaged sample by sample (runs whose
+    samples differ from the fold's first run are left out); the folds' chunks, disjoint and
+    chronological, are concatenated in fold order; the DM test (one-sided, the group's
+    horizon) runs on that series.
+
+    Returns:
+        One row per (group, trial_id): ``dm_stat``, ``dm_pvalue``, ``dm_n`` (samples),
+        ``dm_runs`` (runs averaged) and ``dm_verdict`` ("beats persistence" when
+        p < ``alpha``, else :data:`NOT_DISTINGUISHABLE`, or why there is no test).
+    """
+    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    plan = {int(e["index"]): e for e in meta["plan"]}
+    horizons = _horizons(exp_dir)
+    series: dict[tuple[str, str], dict[int, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    for d in sorted(exp_dir.glob("trial_*")):
+        t = load_trial(d) if d.is_dir() else None
+        if t is None or t.status != "finished" or int(t.config.get("index", -1)) not in plan:
+            continue
+        e = plan[int(t.config["index"])]
+        ld = loss_differential(t)
+        if ld is not None:
+            series.setdefault((e["group"], e["trial_id"]), {}).setdefault(int(e["fold"]), []).append(ld)
+    rows = []
+    for (group, tid), folds in series.items():
+        chunks, used = [], 0
+        for f in sorted(folds):
+            ts0 = folds[f][0][0]
+            same = [dd for ts, dd in folds[f] if len(ts) == len(ts0) and np.array_equal(ts, ts0)]
+            used += len(same)
+            chunks.append(np.mean(same, axis=0))
+        diff = np.concatenate(chunks)
+        dm = _dm(diff, horizons.get(group, 1))
+        p = dm.pvalue if dm is not None else None
+        if p is None:
+            verdict = dm.status if dm is not None else "too few samples for a DM test"
+        else:
+            verdict = "beats persistence" if p < alpha else NOT_DISTINGUISHABLE
+        rows.append({"group": group, "trial_id": tid,
+                     "dm_stat": dm.statistic if dm is not None and dm.statistic is not None else math.nan,
+                     "dm_pvalue": p if p is not None else math.nan, "dm_n": len(diff), "dm_runs": used,
+                     "dm_verdict": verdict})
+    return pd.DataFrame(rows, columns=["group", "trial_id", "dm_stat", "dm_pvalue", "dm_n", "dm_runs", "dm_verdict"])
+
+
+def _alpha(run_dir: Path) -> float:
+    f = run_dir / "spec.yaml"
+    spec = yaml.safe_load(f.read_text(encoding="utf-8")) if f.is_file() else None
+    return spec_alpha(spec if isinstance(spec, dict) else {}, f)
+
+
 def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
     return json.loads(df.to_json(orient="records"))
 
@@ -123,6 +223,8 @@ def summarise(run_dir: Path | str, exp_dir: Path) -> dict[str, Any]:
     meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
     runs = read_runs(exp_dir)
     ranking = aggregate(runs)
+    if not ranking.empty:
+        ranking = ranking.merge(combined_dm(exp_dir, alpha=_alpha(run_dir)), on=["group", "trial_id"], how="left")
     summary = {**{k: v for k, v in meta.items() if k != "plan"}, "experiment": exp_dir.name,
                "ranking": _records(ranking), "runs": _records(runs)}
     out = run_dir / "confirm"
@@ -159,5 +261,7 @@ def summary_lines(summary: dict[str, Any]) -> list[str]:
 
         lines.append(f"{r['group']:<16} #{r['confirm_rank']} trial {r['trial_id']} (search #{r['search_rank']}, "
                      f"{r['family']}): test RMSE {num(r['test_rmse_mean'])} ± {num(r['test_rmse_std'])}, skill "
-                     f"{pct(r['test_skill_mean'])} ± {spread(r['test_skill_std'])} over {r['runs']} runs — {r['verdict']}")
+                     f"{pct(r['test_skill_mean'])} ± {spread(r['test_skill_std'])} over {r['runs']} runs — {r['verdict']}"
+                     + (f"; averaged over seeds, DM p = {r['dm_pvalue']:.3g} over {r['dm_n']} samples — "
+                        f"{r['dm_verdict']}" if isinstance(r.get("dm_pvalue"), (int, float)) else ""))
     return lines

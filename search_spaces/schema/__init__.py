@@ -15,7 +15,8 @@ count, first and last timestamp) and are cached per process.
 Modules, bottom to top: ``_base`` (error collector, strict scalar types, base section),
 ``inventory`` (which candle file serves a group, how many candles it has), ``sections``
 (data, target, split, window), ``features`` (the indicator pool), ``model_sections``
-(model, training, search, scheduler, resources), ``grid`` (grid size arithmetic),
+(model, training, search, scheduler, resources), ``report_section`` (report),
+``grid`` (grid size arithmetic),
 ``rules`` (cross-section rules) and ``spec`` (the root :class:`Spec`).
 """
 
@@ -33,6 +34,7 @@ from search_spaces.schema.model_sections import (
     SearchSection,
     TrainingSection,
 )
+from search_spaces.schema.report_section import DEFAULT_ALPHA, ReportOnly, ReportSection
 from search_spaces.schema.rules import MIN_SAMPLES
 from search_spaces.schema.sections import (
     ASSET_PATTERN,
@@ -45,6 +47,7 @@ from search_spaces.schema.spec import Spec
 
 __all__ = [
     "ASSET_PATTERN",
+    "DEFAULT_ALPHA",
     "GRID_LIMIT",
     "LOSSES",
     "MIN_SAMPLES",
@@ -53,6 +56,8 @@ __all__ = [
     "Extent",
     "FeaturesSection",
     "ModelSection",
+    "ReportOnly",
+    "ReportSection",
     "ResourcesSection",
     "SchedulerSection",
     "SearchSection",

@@ -26,13 +26,15 @@ from search_spaces.schema.model_sections import (
     SearchSection,
     TrainingSection,
 )
+from search_spaces.schema.report_section import ReportSection
 from search_spaces.schema.rules import check_length, check_points, check_target
 from search_spaces.schema.sections import DataSection, SplitSection, TargetSection, WindowSection
 from search_spaces.schema.tracking import TrackingSection
 from trainables.models.families import MODELS
 from trainables.trial.config import TRAINING_KEYS
 
-_OPTIONAL_SECTIONS = ("target", "split", "window", "training", "search", "scheduler", "resources", "tracking")
+_OPTIONAL_SECTIONS = ("target", "split", "window", "training", "search", "scheduler", "resources", "report",
+                      "tracking")
 
 #: What a run name (``name:`` in a spec, ``--name``) may hold: it names the run folder and
 #: is rendered into job scripts, so no path separators, no ``..``, no shell metacharacters.
@@ -67,6 +69,7 @@ class Spec(Section):
     search: SearchSection = Field(default_factory=SearchSection)
     scheduler: SchedulerSection = Field(default_factory=SchedulerSection)
     resources: ResourcesSection = Field(default_factory=ResourcesSection)
+    report: ReportSection = Field(default_factory=ReportSection)
     tracking: TrackingSection = Field(default_factory=TrackingSection)
     storage: str = "runs"
 

@@ -14,6 +14,7 @@ import pytest
 
 from cluster.confirm import fold_datasets, plan_confirmation, walk_forward
 from reports.confirmation import NOT_DISTINGUISHABLE, aggregate, read_runs
+from reports.statistics import diebold_mariano
 from tests.reports.conftest import copy_run
 from trainables.errors import RunError
 
@@ -186,8 +187,26 @@ def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp
         assert ranking.loc[tid, "test_skill_mean"] == pytest.approx(g["test_skill"].mean())
         assert ranking.loc[tid, "test_skill_std"] == pytest.approx(g["test_skill"].std(ddof=1))
 
+    # DM per run, and the config's combined DM (loss differential averaged over the seeds per
+    # sample, folds concatenated in order), recomputed from the predictions files.
+    by_index = runs.set_index("index")
+    per_fold: dict[int, list[np.ndarray]] = {}
+    for d in exp.glob("trial_*"):
+        e = plan[json.loads((d / "params.json").read_text())["index"]]
+        pred = pd.read_csv(next(d.glob("checkpoint_*")) / "predictions.csv")
+        diff = ((pred["y_pred"] - pred["y_true"]) ** 2 - (pred["y_persistence"] - pred["y_true"]) ** 2).to_numpy()
+        one = diebold_mariano(diff, np.zeros_like(diff), horizon=1)
+        assert by_index.loc[e["index"], "dm_pvalue"] == pytest.approx(one.pvalue)
+        per_fold.setdefault(e["fold"], []).append(diff)
+    series = np.concatenate([np.mean(per_fold[f], axis=0) for f in sorted(per_fold)])
+    dm = diebold_mariano(series, np.zeros_like(series), horizon=1)
+    assert row["dm_stat"] == pytest.approx(dm.statistic) and row["dm_pvalue"] == pytest.approx(dm.pvalue)
+    assert row["dm_n"] == len(series) and row["dm_runs"] == 4
+    assert row["dm_verdict"] == ("beats persistence" if dm.pvalue < 0.05 else NOT_DISTINGUISHABLE)
+
     build_report(run)
     html = (run / "report" / "index.html").read_text()
     assert "Confirmation (re-trained; ranked by mean test RMSE)" in html and row["verdict"] in html
+    assert f"re-trained, averaged over seeds: DM p = {dm.pvalue:.3g} over {len(series)} samples (4 runs)" in html
     s = json.loads((run / "report" / "summary.json").read_text())
     assert s["groups"][0]["confirmation"]["trial_id"] == row["trial_id"]

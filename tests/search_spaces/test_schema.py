@@ -19,7 +19,7 @@ from search_spaces.loader import SpecError, load_spec
 from trainables.data.candles import EMBEDDED_DIR
 
 ALLOWED_TOP = ("name, description, data, target, split, window, features, model, training, search, scheduler, "
-               "resources, tracking, storage")
+               "resources, report, tracking, storage")
 ALLOWED_TRAINING = ("max_epochs, patience, batch_size, learning_rate, weight_decay, loss, optimizer, jit_compile, "
                     "steps_per_execution")
 ASSETS = "ADA-USDT, BNB-USDT, BTC-USDT, ETH-USDT, SOL-USDT, XRP-USDT"
@@ -148,6 +148,18 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], list[str]]] = {
     "unknown-algorithm": (
         _set("search.algorithm", "tpe"),
         ["{spec}: search.algorithm: must be one of optuna-tpe, random, grid; got 'tpe'"]),
+    "report-alpha-zero": (
+        _set("report.alpha", 0),
+        ["{spec}: report.alpha: must be > 0; got 0"]),
+    "report-alpha-above-half": (
+        _set("report.alpha", 0.7),
+        ["{spec}: report.alpha: must be <= 0.5; got 0.7"]),
+    "report-alpha-text": (
+        _set("report.alpha", "5%"),
+        ["{spec}: report.alpha: must be a number; got '5%'"]),
+    "report-unknown-key": (
+        _set("report.alhpa", 0.1),
+        ["{spec}: report.alhpa: unknown key (did you mean 'alpha'?); allowed: alpha; got 0.1"]),
     "grace-period-beyond-epochs": (
         _set("scheduler", {"kind": "asha", "grace_period": 5}),
         ["{spec}: scheduler.grace_period: must be <= training.max_epochs (2); got 5"]),
