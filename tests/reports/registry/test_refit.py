@@ -111,7 +111,10 @@ def test_forecast_selection_reproduces_predictions_and_production_is_the_default
     fc = forecast("BTC-USDT", "1d", registry=reg, data=prod["cut"] / "BTC-USDT_1d.csv", now=CUT + DAY)
     assert fc.model == "production" and fc.trained_through == CUT - DAY and fc.last_open == CUT
     text = "\n".join(fc.lines())
-    assert f"model       production, trained through {_iso(CUT - DAY)}" in text and "warning: the" not in text
+    assert f"model       production, trained through {_iso(CUT - DAY)}" in text
+    # fresh: no staleness warning (a "did not beat persistence" warning depends on the tiny
+    # run's skill, which this test does not fix)
+    assert "warning: the production model" not in text
     assert fc.value != pytest.approx(sel.value)  # a different model
 
     # Forecasting from the full file: the production model ended 190 candles before the data.
