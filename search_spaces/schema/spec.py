@@ -108,7 +108,10 @@ class Spec(Section):
             err.add("scheduler.max_t", f"must be <= training.max_epochs ({tr.max_epochs})", sch.max_t)
         if sch.kind == "asha" and sch.grace_period > self.max_t:
             what = "scheduler.max_t" if sch.max_t is not None else "training.max_epochs"
-            err.add("scheduler.grace_period", f"must be <= {what} ({self.max_t})", sch.grace_period)
+            # The usual way here is shrinking a spec with --set training.max_epochs=N: say which
+            # --set to add rather than adjusting the grace period silently.
+            err.add("scheduler.grace_period", f"must be <= {what} ({self.max_t}); got {sch.grace_period}; "
+                    f"add --set scheduler.grace_period={max(1, self.max_t // 2)} (or raise {what})")
         min_lb = self.window.min_lookback
         for fam, space in self.model.families.items():
             if "factor" in space and space["factor"].bounds()[1] > min_lb:

@@ -162,7 +162,7 @@ CASES: dict[str, tuple[Callable[[dict[str, Any]], None], list[str]]] = {
         ["{spec}: report.alhpa: unknown key (did you mean 'alpha'?); allowed: alpha; got 0.1"]),
     "grace-period-beyond-epochs": (
         _set("scheduler", {"kind": "asha", "grace_period": 5}),
-        ["{spec}: scheduler.grace_period: must be <= training.max_epochs (2); got 5"]),
+        ["{spec}: scheduler.grace_period: must be <= training.max_epochs (2); got 5; add --set scheduler.grace_period=1 (or raise training.max_epochs)"]),
     "point-to-evaluate-unknown": (
         _set("search.points_to_evaluate", [{"lookback": 5}]),
         ["{spec}: search.points_to_evaluate[0].lookback: is not a value of choice[4, 8]; got 5"]),
@@ -417,3 +417,20 @@ def test_dates_out_of_range(tmp_path: Path, tiny_spec_text: str) -> None:
     spec = _write(tmp_path, tiny_spec_text.replace("start: 2021-01-01", "start: 1900-01-01"))
     with pytest.raises(SpecError, match=r"data\.start: must be between 1970-01-01 and 2200-12-31; got 1900-01-01"):
         load_spec(spec)
+
+
+def test_the_readme_shrink_example_validates_on_the_demo_spec() -> None:
+    """The README's `--set` example is run as written against the demo spec (it once failed on ASHA)."""
+    import shlex
+
+    root = Path(__file__).resolve().parents[2]
+    (line,) = [ln for ln in (root / "README.md").read_text().splitlines() if ln.startswith("`--set ")]
+    words = shlex.split(line.strip("`"))
+    overrides = [w for w in words if w != "--set"]
+    assert len(overrides) == len(words) // 2 >= 3 and "training.max_epochs=3" in overrides
+    spec = load_spec(root / "search_spaces" / "laptop.yaml", overrides).spec
+    assert spec.training.max_epochs == 3 and spec.data.assets == ["BTC-USDT"]
+    # without the grace-period override the error names the --set to add
+    with pytest.raises(SpecError, match=r"scheduler\.grace_period: must be <= training\.max_epochs \(3\); got \d+; "
+                                        r"add --set scheduler\.grace_period=1"):
+        load_spec(root / "search_spaces" / "laptop.yaml", [o for o in overrides if "grace" not in o])
