@@ -67,6 +67,41 @@ def test_validate_and_space_json(capsys: pytest.CaptureFixture[str]) -> None:
     assert s["trial_epochs_expected"] <= s["trial_epochs_max"] == 20 * v["max_epochs"]
 
 
+def test_data_list_and_check_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from trainables.data.candles import EMBEDDED_DIR
+
+    user = tmp_path / "user"
+    user.mkdir()
+    shutil.copy(EMBEDDED_DIR / "BTC-USDT_1d.csv", user / "BTC-USDT_1d.csv")
+    (user / "ETH-USDT_1d.csv").write_text("timestamp,open,high,low,close,volume\nnot a time,1,1,1,1,1\n")
+    d = _json(capsys, "data", "list", str(user), "--json")
+    embedded = [f for f in d["files"] if f["source"] == "embedded"]
+    assert {(f["asset"], f["timeframe"]) for f in embedded} >= {("BTC-USDT", "1d"), ("ETH-USDT", "1h")}
+    mine = {f["asset"]: f for f in d["files"] if f["source"] == "user"}
+    assert mine["BTC-USDT"]["valid"] is True and mine["BTC-USDT"]["rows"] == 3064
+    assert mine["BTC-USDT"]["first"] == "2017-08-17T00:00:00Z" and mine["BTC-USDT"]["gaps"] == "no gaps"
+    assert mine["ETH-USDT"]["valid"] is False and "ETH-USDT_1d.csv" in mine["ETH-USDT"]["error"]
+    assert d["resampled_from_1h"] == ["2h", "3h", "4h", "6h", "8h", "12h"]
+    c = _json(capsys, "data", "check", str(user / "BTC-USDT_1d.csv"), "--json")
+    assert (c["ok"], c["rows"], c["last"], c["zero_volume"]) == (True, 3064, "2026-01-05T00:00:00Z", 0)
+
+
+def test_data_fetch_progress_lines_are_throttled(capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.cli.data import _FetchLines
+    from trainables.data.exchange import FetchProgress
+
+    clock = iter([0.0, 0.5, 2.0, 5.4, 6.0, 12.0]).__next__
+    lines = _FetchLines(every=5.0, clock=clock)  # t0 = 0.0
+    t = pd.Timestamp("2021-01-01", tz="UTC")
+    for i, done in enumerate([0.1, 0.2, 0.3, 0.5, 0.9], 1):
+        lines(FetchProgress(label="binance BTC/USDT 1h", fetched=1000 * i, requests=i, last=t, done=done))
+    out = capsys.readouterr().out.splitlines()
+    # printed at 0.5 s (first page), 6.0 s (5.5 s later) and 12 s; 2.0 s and 5.4 s come too soon
+    assert out == ["fetching binance BTC/USDT 1h: 1,000 candles through 2021-01-01T00:00Z (10%, 1 requests, 0s, ETA 4s)",
+                   "fetching binance BTC/USDT 1h: 4,000 candles through 2021-01-01T00:00Z (50%, 4 requests, 6s, ETA 6s)",
+                   "fetching binance BTC/USDT 1h: 5,000 candles through 2021-01-01T00:00Z (90%, 5 requests, 12s, ETA 1s)"]
+
+
 def test_report_export_forecast_json(small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     run = tmp_path / "run"
     shutil.copytree(small_run, run)

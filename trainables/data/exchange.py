@@ -133,6 +133,25 @@ def _format_rows(rows: np.ndarray) -> str:
     return "".join(line + "\n" for line in lines)
 
 
+@dataclass(frozen=True)
+class FetchProgress:
+    """Where a running fetch is, after one page.
+
+    Attributes:
+        label: ``exchange SYMBOL TF``.
+        fetched: new candles so far (not yet written: the file is replaced once, at the end).
+        requests: requests made so far, retries included.
+        last: open time of the newest candle fetched.
+        done: share of the wanted span covered, 0..1.
+    """
+
+    label: str
+    fetched: int
+    requests: int
+    last: pd.Timestamp
+    done: float
+
+
 def fetch_candles(exchange: OhlcvExchange, asset: str, timeframe: str, *,
                   since: pd.Timestamp | str | int | None = None,
                   out_dir: Path | str,
@@ -141,7 +160,8 @@ def fetch_candles(exchange: OhlcvExchange, asset: str, timeframe: str, *,
                   sleep: Callable[[float], None] = time.sleep,
                   retries: int = 4,
                   backoff: float = 1.0,
-                  compress: bool = False) -> FetchResult:
+                  compress: bool = False,
+                  progress: Callable[[FetchProgress], None] | None = None) -> FetchResult:
     """Fetch complete candles into ``out_dir/<ASSET>_<TF>.csv[.gz]``, resuming an existing file.
 
     Args:
@@ -162,6 +182,8 @@ def fetch_candles(exchange: OhlcvExchange, asset: str, timeframe: str, *,
             empty or all-duplicate page before the last complete candle).
         backoff: first retry wait in seconds, doubled per retry.
         compress: write ``.csv.gz`` for a new file (an existing file keeps its format).
+        progress: called after every page that brought new candles (see
+            :class:`FetchProgress`); the CLI throttles what it prints from it.
 
     Returns:
         A :class:`FetchResult`.
@@ -212,6 +234,9 @@ def fetch_candles(exchange: OhlcvExchange, asset: str, timeframe: str, *,
         cursor = max(cursor, last_ms + tf_ms)
 
     got: dict[int, list[float]] = {}   # open ms → [o, h, l, c, v], in cursor order
+    # Where the fetched span starts: the cursor, or the exchange's first candle when
+    # `since` lies before its listing (set from the first page).
+    first_wanted = [cursor]
     pause = float(getattr(exchange, "rateLimit", 0) or 0) / 1000.0
 
     def save() -> FetchResult:
@@ -262,6 +287,15 @@ def fetch_candles(exchange: OhlcvExchange, asset: str, timeframe: str, *,
             if fresh:
                 stalls = 0
                 cursor = max(got) + tf_ms
+                if progress is not None:
+                    if len(got) == fresh:  # the first page: the span starts at the exchange's first candle
+                        first_wanted[0] = max(first_wanted[0], min(got))
+                    newest, start = max(got), first_wanted[0]
+                    # Share of the wanted span covered so far, by time (pages are equal in
+                    # candles, so by requests too).
+                    done = (newest - start + tf_ms) / max(last_complete - start + tf_ms, tf_ms)
+                    progress(FetchProgress(label=label, fetched=len(got), requests=requests,
+                                           last=pd.Timestamp(newest, unit="ms", tz="UTC"), done=min(1.0, done)))
                 continue
             # An empty or all-old page before the last complete candle: a glitch or the end
             # of the exchange's data. Ask again a few times, then stop (resumable later).

@@ -96,6 +96,20 @@ def _fetch(ex: ReplayExchange, tmp_path: Path, sleeps: Sleeps | None = None, **k
                          sleep=sleeps if sleeps is not None else Sleeps(), **kw)
 
 
+def test_progress_reports_every_page_with_new_candles_up_to_the_whole_span(tmp_path: Path) -> None:
+    from trainables.data.exchange import FetchProgress
+
+    seen: list[FetchProgress] = []
+    ex = ReplayExchange(clock="2021-01-01T14:30:00Z")
+    _fetch(ex, tmp_path, progress=seen.append)
+    # 3 pages of 5 candles wanted 00:00..13:00 (14 complete candles)
+    assert [p.fetched for p in seen] == [5, 10, 14]
+    assert [p.requests for p in seen] == [1, 2, 3]
+    assert [p.last for p in seen] == [pd.Timestamp(f"2021-01-01T{h:02d}:00Z") for h in (4, 9, 13)]
+    assert [round(p.done, 4) for p in seen] == [round(5 / 14, 4), round(10 / 14, 4), 1.0]
+    assert {p.label for p in seen} == {"replay BTC/USDT 1h"}
+
+
 def test_paginates_rate_limits_and_drops_the_forming_candle(tmp_path: Path) -> None:
     ex, sleeps = ReplayExchange(clock="2021-01-01T14:30:00Z"), Sleeps()
     res = _fetch(ex, tmp_path, sleeps)
