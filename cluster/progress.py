@@ -117,7 +117,7 @@ class Progress:
         stopped = "test_rmse" not in res
         self.stopped += stopped
         best = f" best {g['best'] * 100:+.2f}%" if math.isfinite(g["best"]) else ""
-        self._print(f"{head} val_rmse_best={res.get('val_rmse_best', float('nan')):.5g} ({skill}) "
+        self._print(f"{head} val_rmse_best={res.get('val_rmse_best', float('nan')):#.5g} ({skill}) "
                     f"epochs={res.get('epoch', '?')}{' (stopped by ASHA)' if stopped else ''}{best}")
 
     def close(self) -> None:
