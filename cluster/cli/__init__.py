@@ -124,7 +124,33 @@ def build_parser() -> argparse.ArgumentParser:
     register_remote(sub)
     for command in _leaf_parsers(p):
         add_verbosity_options(command)
+        name = command.prog.removeprefix("tunefactory ")
+        command.epilog = "example:\n  " + "\n  ".join(EXAMPLES[name])
+        command.formatter_class = argparse.RawDescriptionHelpFormatter  # keep the example's lines
     return p
+
+
+#: One or two ready-to-run lines per command, shown under its ``--help`` (a test checks
+#: every command has one and that each names its command).
+EXAMPLES: dict[str, tuple[str, ...]] = {
+    "run": ("tunefactory run search_spaces/laptop.yaml",
+            "tunefactory run search_spaces/laptop.yaml --set search.num_samples=4 --storage /scratch/runs"),
+    "resume": ("tunefactory resume runs/laptop",),
+    "validate": ("tunefactory validate search_spaces/factory.yaml --set 'data.assets=[BTC-USDT]'",),
+    "space": ("tunefactory space search_spaces/factory.yaml --json",),
+    "report": ("tunefactory report runs/laptop",),
+    "export": ("tunefactory export runs/laptop --registry winners/",),
+    "refit": ("tunefactory refit winners/ --asset BTC-USDT --timeframe 1d --data data/user",),
+    "forecast": ("tunefactory forecast --asset BTC-USDT --timeframe 1d --registry winners/",),
+    "confirm": ("tunefactory confirm runs/laptop --top-k 3 --seeds 5 --folds 3",),
+    "data fetch": ("tunefactory data fetch --asset BTC-USDT --timeframe 1h --since 2024-01-01 --out data/user",),
+    "data list": ("tunefactory data list data/user",),
+    "data check": ("tunefactory data check data/user/BTC-USDT_1h.csv",),
+    "submit": ("tunefactory submit search_spaces/laptop.yaml --address http://127.0.0.1:8265 --wait",),
+    "jobs": ("tunefactory jobs list --address http://127.0.0.1:8265",
+             "tunefactory jobs logs JOB_ID --follow --address http://127.0.0.1:8265"),
+    "slurm": ("tunefactory slurm search_spaces/factory.yaml --nodes 2 --gpus-per-node 4 --time 04:00:00 --dry-run",),
+}
 
 
 def _leaf_parsers(p: argparse.ArgumentParser) -> list[argparse.ArgumentParser]:

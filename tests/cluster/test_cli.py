@@ -46,6 +46,21 @@ def test_every_argument_of_every_command_has_help_text(command: str) -> None:
     assert not missing, f"`tunefactory {command}`: arguments without help text: {missing}"
 
 
+def test_every_command_shows_an_example_that_parses() -> None:
+    import shlex
+
+    from cluster.cli import EXAMPLES, _leaf_parsers
+
+    leaves = _leaf_parsers(build_parser())
+    assert {sp.prog.removeprefix("tunefactory ") for sp in leaves} == set(EXAMPLES)
+    for sp in leaves:
+        text = sp.format_help()
+        assert "example:\n  tunefactory " in text, sp.prog
+        for line in EXAMPLES[sp.prog.removeprefix("tunefactory ")]:
+            assert line in text and line.startswith(sp.prog + " "), line
+            build_parser().parse_args(shlex.split(line)[1:])  # argparse exits 2 on a stale example
+
+
 # ----------------------------------------------------------------------------- --json
 def _json(capsys: pytest.CaptureFixture[str], *argv: str) -> dict[str, Any]:
     from cluster.cli import main
