@@ -434,6 +434,7 @@ def test_cumulative_error_chart_ends_at_the_total_squared_error_difference() -> 
                          "y_true": [1.0, 1.02, 0.99, 1.01], "y_pred": [1.01, 1.0, 1.0, 1.0],
                          "y_persistence": [1.0] * 4})
     fig = charts.fig_cumulative_error(pred)
+    assert fig is not None
     e_p = (pred["y_true"] - 1.0) ** 2
     e_m = (pred["y_true"] - pred["y_pred"]) ** 2
     assert list(fig.data[0].y) == pytest.approx(list((e_p - e_m).cumsum()))
