@@ -176,3 +176,19 @@ def test_deflated_sharpe_bad_input_is_one_line() -> None:
         deflated_sharpe(0.1, n_trials=5, sr_variance=0.01, n_obs=1, skew=0, kurtosis=3)
     with pytest.raises(RunError, match=r"is not positive \(skew 30"):
         deflated_sharpe(0.5, n_trials=5, sr_variance=0.01, n_obs=100, skew=30, kurtosis=3)
+
+
+@pytest.mark.parametrize(("k", "block", "seed"), [(3, 2, 1), (40, 5, 7), (200, 1, 3)])
+def test_spa_from_bootstrap_counts_equals_arch_spa(k: int, block: int, seed: int) -> None:
+    """The reports' SPA averages each resample as bincount @ losses; arch copies the rows. Same p-values."""
+    from reports.statistics import _CountingSPA
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((150, k)) * rng.uniform(0.5, 2.0, k) + rng.normal(0.0, 0.15, k)
+    ours = _CountingSPA(np.zeros(150), -x, block_size=block, reps=300, bootstrap="stationary", studentize=True,
+                        seed=seed)
+    ref = SPA(np.zeros(150), -x, block_size=block, reps=300, bootstrap="stationary", studentize=True, seed=seed)
+    ours.compute()
+    ref.compute()
+    assert ours.pvalues.to_dict() == ref.pvalues.to_dict()
+    assert 0.0 < ref.pvalues["upper"] < 1.0  # a non-trivial case, not all-0 or all-1
