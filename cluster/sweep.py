@@ -32,7 +32,9 @@ from cluster.experiment_state import reconcile_state
 from cluster.progress import METRIC, Progress
 from cluster.ray_runtime import WORKER_ENV, init_ray
 from cluster.run_folder import (
+    clear_finished,
     group_summary,
+    mark_finished,
     print_trial_counts,
     read_spec_text,
     resolve_run_location,
@@ -183,6 +185,7 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
                           f"are kept: continue it with `tunefactory resume {location}`",
                           exit_code=128 + sig.signum)
     say(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", progress=True)
+    mark_finished(location, fit_seconds=time.perf_counter() - t1)  # the report is no longer partial
     stopper = rt.shutdown_in_background() if started_ray else None
     out = write_report(location)
     print_trial_counts(location)
@@ -276,4 +279,5 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     trainable = rt.make_trainable(train_trial, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
                                   datasets=dict(datasets))
     tuner = rt.restore_tuner(location, trainable, retry_failed=retry_failed)
+    clear_finished(location)  # trials run again: a report built meanwhile is partial
     return _fit_and_finish(tuner, location, started_ray=started)

@@ -12,6 +12,7 @@ Run directory layout (written by ``cluster.sweep``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -25,6 +26,9 @@ from trainables.errors import RunError
 
 #: Statuses of trials that produced a usable validation score.
 SCORED = ("finished", "stopped")
+#: Written into the run folder when ``tunefactory run``/``resume`` saw the sweep end (not
+#: when it was interrupted): without it, trials lacking final scores may still be running.
+FINISHED_MARKER = "sweep_finished.json"
 
 
 @dataclass
@@ -85,10 +89,16 @@ class Run:
     groups: dict[str, dict[str, Any]]
     trials: list[Trial]
     meta: dict[str, Any]
+    finished: dict[str, Any] | None = None  # the FINISHED_MARKER's content; None while the sweep may run
 
     @property
     def name(self) -> str:
         return str(self.meta.get("name") or self.path.name)
+
+    @property
+    def partial(self) -> bool:
+        """Whether this may be a sweep still running: trials lack final scores and no finished marker exists."""
+        return self.finished is None and any(t.final is None and t.status != "failed" for t in self.trials)
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
@@ -189,7 +199,11 @@ def load_run(run_dir: Path | str) -> Run:
             t = load_trial(d)
             if t is not None:
                 trials.append(t)
-    return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta)
+    finished: Any = None
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        finished = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+    return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta,
+               finished if isinstance(finished, dict) else None)
 
 
 LEADERBOARD_COLUMNS = [

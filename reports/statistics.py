@@ -331,10 +331,21 @@ def model_confidence_set(losses: Any, names: list[str], *, size: float = 0.10, b
     if k > MCS_MAX_MODELS:
         return MCSResult(f"not computed: {k} forecasts > {MCS_MAX_MODELS} (the MCS bootstraps every pair)",
                          size=size, block_size=block_size, reps=reps, seed=seed)
-    mcs = MCS(x, size=size, reps=reps, block_size=block_size, method="R", bootstrap="stationary", seed=seed)
+    # Identical loss columns (the same config and seed trained twice, copies of one
+    # forecast) have a zero-variance differential, on which arch's MCS fails with an
+    # IndexError: test each distinct column once and give its copies the same p-value.
+    _, first, inverse = np.unique(x, axis=1, return_index=True, return_inverse=True)
+    cols = np.sort(first)  # distinct columns in their original order (same bootstrap as before)
+    which = np.argsort(np.argsort(first))[np.asarray(inverse).reshape(-1)]  # column -> position in cols
+    if len(cols) < 2:
+        return MCSResult("ok", list(names), dict.fromkeys(names, 1.0), size, block_size, reps, seed)
+    mcs = MCS(x[:, cols], size=size, reps=reps, block_size=block_size, method="R", bootstrap="stationary",
+              seed=seed)
     mcs.compute()
-    inc = [names[int(str(i))] for i in mcs.included]
-    pvals = {names[int(str(i))]: float(p) for i, p in mcs.pvalues["Pvalue"].items()}
+    kept = {int(str(i)) for i in mcs.included}
+    pv = {int(str(i)): float(p) for i, p in mcs.pvalues["Pvalue"].items()}
+    inc = [nm for nm, u in zip(names, which, strict=True) if int(u) in kept]
+    pvals = {nm: pv[int(u)] for nm, u in zip(names, which, strict=True) if int(u) in pv}
     return MCSResult("ok", sorted(inc, key=lambda s: -pvals.get(s, 0.0)), pvals, size, block_size, reps, seed)
 
 

@@ -140,6 +140,20 @@ def test_model_confidence_set_drops_a_clearly_worse_forecast() -> None:
     assert big.status.startswith("not computed: 61 forecasts > 60")
 
 
+def test_model_confidence_set_tests_identical_forecasts_once() -> None:
+    """Copies of one forecast (the same config and seed trained twice) made arch's MCS raise IndexError."""
+    rng = np.random.default_rng(9)
+    base = _losses(rng, 400)
+    a = base * rng.uniform(0.9, 1.1, 400)
+    losses = np.column_stack([base, a, 3.0 * base, a])
+    r = model_confidence_set(losses, ["persistence", "a", "bad", "a_copy"], size=0.10, block_size=2, reps=300, seed=1)
+    once = model_confidence_set(losses[:, :3], ["persistence", "a", "bad"], size=0.10, block_size=2, reps=300, seed=1)
+    assert r.status == "ok" and r.pvalues["a_copy"] == r.pvalues["a"] == once.pvalues["a"]
+    assert set(r.included) == set(once.included) | {"a_copy"} and "bad" not in r.included
+    same = model_confidence_set(np.column_stack([base, base]), ["persistence", "copy"], block_size=2)
+    assert same.status == "ok" and same.included == ["persistence", "copy"]
+
+
 def test_deflated_sharpe_matches_the_papers_worked_example() -> None:
     # Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", J. Portfolio Management 40(5), numerical
     # example: N = 100 trials, variance of their annualised Sharpe ratios V = 1/2, T = 1250 daily returns
