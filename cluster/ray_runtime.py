@@ -51,6 +51,10 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE
 #: ~0.8 GB; see :func:`bounded_trainable`).
 WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
 
+#: Passed on to the workers when set: ``benchmarks/driver_10k.py``'s stand-in trials
+#: (``trainables.trial.synthetic.ENV``; spelled here so the driver imports no trainable).
+SYNTHETIC_ENV = "TUNEFACTORY_SYNTHETIC_EPOCHS"
+
 
 # ----------------------------------------------------------------------------- Ray itself
 #: Environment of the processes a *local* Ray instance starts (GCS, raylet, dashboard
@@ -125,7 +129,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {"env_vars": WORKER_ENV}
+    env = {"env_vars": dict(WORKER_ENV)}
+    if os.environ.get(SYNTHETIC_ENV):  # the driver benchmark's stand-in trials (trainables.trial.synthetic)
+        env["env_vars"][SYNTHETIC_ENV] = os.environ[SYNTHETIC_ENV]
     if address:
         enable_token_auth_for_address()
         probe_gcs(address)
