@@ -209,6 +209,16 @@ def main(argv: list[str] | None = None) -> int:
     a.out.mkdir(parents=True, exist_ok=True)
     walls: dict[str, float] = {}
     if not a.analyse:
+        # Bad input (a group the data lacks, a grace period past the epochs, ...) is refused in
+        # one line by the spec's own validation before any sweep starts.
+        for extra in ([*a.sets, *a.default_sets], [*a.sets, "search.algorithm=random", "scheduler.kind=none"]):
+            cmd = [sys.executable, "-m", "cluster.cli", "validate", a.spec, "--set", f"search.num_samples={a.samples}"]
+            for s in extra:
+                cmd += ["--set", s]
+            res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+            if res.returncode != 0:
+                print(f"time_to_quality: {(res.stderr.strip().splitlines() or ['invalid spec'])[-1]}", file=sys.stderr)
+                return 2
         for seed in a.seeds:
             common = [*a.sets, f"search.seed={seed}", f"search.num_samples={a.samples}"]
             for search in SEARCHES:
