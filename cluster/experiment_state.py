@@ -9,9 +9,30 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
+
+from pydantic import Field
 
 from cluster import storage as st
+from trainables.errors import RunError
+from trainables.records import MAX_BYTES, Record, check, decode, parse_json
+
+#: What to do about a damaged state file.
+HINT = "restore the run folder from a copy, or start the sweep again"
+
+
+class TrialState(Record):
+    """A trial of Tune's experiment state (the keys reconciled here)."""
+
+    trial_id: str
+    status: str | None = None
+    relative_logdir: str | None = None
+
+
+class ExperimentState(Record):
+    """Tune's ``experiment_state-*.json``: ``trial_data`` is a list of (trial, runtime metadata) JSON texts."""
+
+    trial_data: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(default_factory=list)
 
 
 def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
@@ -60,11 +81,19 @@ def reconcile_state(location: str) -> dict[str, list[str]]:
     done: dict[str, list[str]] = {"finished": [], "cleared": []}
     if not states:
         return done
+    where = Path(states[-1])
     with fs.open_input_stream(states[-1]) as fh:
-        state = json.loads(bytes(fh.read()).decode("utf-8"))
+        raw = bytes(fh.read(MAX_BYTES + 1))
+    if len(raw) > MAX_BYTES:
+        raise RunError(f"{where}: over {MAX_BYTES:,} bytes; not a state file Tune wrote")
+    state = check(parse_json(decode(raw, path=where, hint=HINT), path=where, hint=HINT), ExperimentState,
+                  path=where, hint=HINT)
     changed = False
-    for pair in state.get("trial_data", []):
-        trial, meta = json.loads(pair[0]), json.loads(pair[1])
+    for i, pair in enumerate(state.get("trial_data", [])):
+        trial = check(parse_json(pair[0], path=where, hint=HINT), TrialState, path=where,
+                      where=f"trial_data[{i}][0]", hint=HINT)
+        meta = check(parse_json(pair[1], path=where, hint=HINT), dict[str, Any], path=where,
+                     where=f"trial_data[{i}][1]", hint=HINT)
         if trial.get("status") in ("TERMINATED", "ERROR"):
             continue
         tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"

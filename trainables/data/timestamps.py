@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 
 from trainables.errors import DataError
+from trainables.records import excerpt
 
 #: The canonical timestamp format: what the embedded files hold and ``data fetch`` writes.
 TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -84,7 +85,7 @@ def parse_utc(path: Path | str, ts_str: pd.Series, *, zone_required: bool, examp
         ts = pd.to_datetime(ts_str, utc=True, errors="coerce", format="ISO8601")
     if ts.isna().any():
         i = _first(ts.isna().to_numpy())
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]!r} is not an ISO-8601 "
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i])} is not an ISO-8601 "
                         f"date-time; use e.g. {example}")
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     # Range checks come before any conversion to nanoseconds: a mistyped year (2999) is
@@ -93,7 +94,7 @@ def parse_utc(path: Path | str, ts_str: pd.Series, *, zone_required: bool, examp
                        (ts < _EPOCH, "is before 1970; check the year")):
         if mask.any():
             i = _first(mask.to_numpy())
-            raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]} {rule}")
+            raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i]).strip(chr(39))} {rule}")
     return ts_str, ts
 
 
