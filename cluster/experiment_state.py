@@ -35,6 +35,57 @@ class ExperimentState(Record):
     trial_data: list[Annotated[list[str], Field(min_length=2, max_length=2)]] = Field(default_factory=list)
 
 
+class SearcherState(Record):
+    """``searcher-state-*.pkl``: the grouped searcher's JSON state (:meth:`cluster.searcher.GroupedSearcher.save`)."""
+
+    format: str
+    issued: dict[str, int]
+    live: dict[str, Annotated[list[str | int | None], Field(min_length=2, max_length=2)]]
+    studies: dict[str, list[dict[str, Any]]]
+
+
+def parse_searcher_state(data: bytes, *, path: Path | str) -> dict[str, Any]:
+    """The searcher's JSON state, checked (one line naming the key when damaged)."""
+    where = Path(path)
+    if len(data) > MAX_BYTES:
+        raise RunError(f"{where}: over {MAX_BYTES:,} bytes; not a searcher state tunefactory wrote")
+    state: dict[str, Any] = check(parse_json(decode(data, path=where, hint=HINT), path=where, hint=HINT),
+                                  SearcherState, path=where, hint=HINT)
+    return state
+
+
+def check_searcher_state(location: str) -> None:
+    """Read the newest searcher state of a run (JSON) before anything restores it.
+
+    A pickle from an older tunefactory is left to :mod:`cluster.integrity` (signed) and
+    the searcher itself; a JSON state that is damaged is refused here, in one line,
+    before resume writes anything or starts Ray.
+
+    Raises:
+        RunError: the state file is not the JSON the searcher writes.
+    """
+    import pyarrow.fs as pafs
+
+    fs, root = _fs(location)
+    names = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                   if i.base_name.startswith("searcher-state-") and i.base_name.endswith(".pkl"))
+    if not names:
+        return
+    with fs.open_input_stream(names[-1]) as fh:
+        data = bytes(fh.read(MAX_BYTES + 1))
+    if data[:1] != b"\x80":
+        parse_searcher_state(data, path=names[-1])
+
+
+def _fs(location: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    if st.is_uri(location):
+        fs, root = pafs.FileSystem.from_uri(location)
+        return fs, root
+    return pafs.LocalFileSystem(), str(Path(location).resolve())
+
+
 def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
     """The final result row of a trial folder (``done`` with test scores), or None.
 
@@ -72,10 +123,7 @@ def reconcile_state(location: str) -> dict[str, list[str]]:
     """
     import pyarrow.fs as pafs
 
-    if st.is_uri(location):
-        fs, root = pafs.FileSystem.from_uri(location)
-    else:
-        fs, root = pafs.LocalFileSystem(), str(Path(location).resolve())
+    fs, root = _fs(location)
     states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
                     if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
     done: dict[str, list[str]] = {"finished": [], "cleared": []}

@@ -172,7 +172,8 @@ def load_run(run_dir: Path | str) -> Run:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory; pass the folder that `tunefactory run` printed")
+        what = "is a file, not a run folder" if run_dir.exists() else "no such run directory"
+        raise RunError(f"{run_dir}: {what}; pass the folder that `tunefactory run` printed")
     if not (run_dir / "groups.json").exists():
         raise RunError(f"{run_dir}: not a tunefactory run directory (no groups.json); pass the folder that "
                        "`tunefactory run` printed")

@@ -190,6 +190,14 @@ def resign(w: Path, damage: Callable[[Path], None]) -> None:
     integrity.sign_files(str(w / "run"))
 
 
+def blank_lines_then_bad_cell(w: Path) -> None:
+    """Three blank lines after line 10, then a bad cell on what was line 42 (now 45)."""
+    p = w / CSV
+    lines = p.read_text().splitlines()
+    lines[41] = lines[41].replace(",", ",x", 1)
+    p.write_text("\n".join(lines[:10]) + "\n\n\n\n" + "\n".join(lines[10:]) + "\n")
+
+
 # --- the commands -----------------------------------------------------------------------
 
 def report(w: Path) -> list[str]:
@@ -238,11 +246,11 @@ CASES: list[Case] = [
     Case("groups-no-spans", edit_json("run/groups.json", setk("groups.BTC-USDT/1d.spans", ...)), report,
          "groups.BTC-USDT/1d.spans: missing"),
     Case("groups-short-span", edit_json("run/groups.json", setk("groups.BTC-USDT/1d.spans.val", ["2024"])),
-         report, "spans.val"),
+         report, "spans.val: expected at least 2 items; got"),
     Case("groups-horizon-text", edit_json("run/groups.json", setk("groups.BTC-USDT/1d.horizon", "1")), report,
          "BTC-USDT/1d.horizon"),
     Case("groups-horizon-zero", edit_json("run/groups.json", setk("groups.BTC-USDT/1d.horizon", 0)), report,
-         "BTC-USDT/1d.horizon"),
+         "BTC-USDT/1d.horizon: must be >= 1; got 0"),
     Case("groups-persistence-text",
          edit_json("run/groups.json", setk("groups.BTC-USDT/1d.persistence_rmse", "x")), report, "persistence_rmse"),
     Case("groups-not-utf8", replace("run/groups.json", b'"tiny"', b'"ti\xffy"'), report, "not UTF-8"),
@@ -283,7 +291,7 @@ CASES: list[Case] = [
     Case("predictions-not-utf8", write(f"{T}/checkpoint_000000/predictions.csv", b"timestamp,y\xff\n"), report,
          "predictions.csv: line 1, byte 12"),
     Case("report-is-a-file", write("run/report", "x"), report, "report"),
-    Case("run-dir-is-a-file", write("run", "x"), report, "run"),
+    Case("run-dir-is-a-file", write("run", "x"), report, "run: is a file, not a run folder"),
     Case("run-dir-missing", remove("run"), report, "no such run directory"),
     Case("report-top-k-zero", nothing, lambda w: ["report", str(w / "run"), "--top-k", "0"], "--top-k"),
     Case("export-registry-is-a-file", write("winners", "x"), export, "registry"),
@@ -297,6 +305,12 @@ CASES: list[Case] = [
     Case("resume-state-trial-list", lambda w: resign(w, edit_json(
         f"run/{next((w / 'run').glob('experiment_state-*.json')).name}", setk("trial_data", [["[]", "{}"]]))),
         lambda w: ["resume", str(w / "run")], "trial_data[0][0]"),
+    Case("resume-searcher-truncated", lambda w: resign(w, truncate(
+        f"run/{next((w / 'run').glob('searcher-state-*.pkl')).name}")),
+        lambda w: ["resume", str(w / "run")], "searcher-state-"),
+    Case("resume-searcher-issued-text", lambda w: resign(w, edit_json(
+        f"run/{next((w / 'run').glob('searcher-state-*.pkl')).name}", setk("issued", {"BTC-USDT/1d": "4"}))),
+        lambda w: ["resume", str(w / "run")], "issued.BTC-USDT/1d: expected a valid integer"),
     # registry: config.yaml, metrics.json, recipe.json
     Case("config-syntax", write(f"{W}/config.yaml", "trial: [1,\n"), forecast(), "config.yaml: line"),
     Case("config-list", write(f"{W}/config.yaml", "- 1\n"), forecast(), "config.yaml: (top level)"),
@@ -342,7 +356,7 @@ CASES: list[Case] = [
     Case("model-config-not-json", replace(f"{P}/model.keras", b"config.json", b"config.jsoN"), forecast(),
          "model.keras"),
     Case("selection-model-missing", remove(f"{S}/model.keras"), forecast("--model", "selection"), "model.keras"),
-    Case("registry-is-a-file", write("winners", "x"), forecast(), "winners"),
+    Case("registry-is-a-file", write("winners", "x"), forecast(), "winners: is a file, not a registry folder"),
     Case("registry-dangling-link", lambda w: shutil.rmtree(w / "winners" / ".versions"), forecast(),
          "no exported winner"),
     # specs
@@ -382,7 +396,8 @@ CASES: list[Case] = [
          "not UTF-8"),
     Case("data-huge-cell", replace(CSV, b"\n2024-01-02T00:00:00Z", b"\n" + b"9" * 5_000_000), check("BTC-USDT_1d.csv"),
          "BTC-USDT_1d.csv"),
-    Case("data-folder", lambda w: (w / "data" / "x.csv").mkdir(), check("x.csv"), "x.csv"),
+    Case("data-blank-lines-exact", blank_lines_then_bad_cell, check("BTC-USDT_1d.csv"), "csv: line 45: open 'x"),
+    Case("data-folder", lambda w: (w / "data" / "x.csv").mkdir(), check("x.csv"), "x.csv: is a folder"),
     Case("data-list-file", nothing, fixed("data", "list", "{w}/data/BTC-USDT_1d.csv"), "BTC-USDT_1d.csv"),
     Case("data-list-missing-dir", nothing, fixed("data", "list", "{w}/nope"), "nope"),
     Case("forecast-data-garbage", write("data/BTC-USDT_1d.csv", "a,b\n1,2\n"),

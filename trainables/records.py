@@ -164,8 +164,8 @@ def decode(raw: bytes, *, path: Path, error: ErrorType = RunError, hint: str = "
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = position(raw, e.start)
-        raise _fail(error, path, f"line {line}, byte {col}: not UTF-8 (byte 0x{raw[e.start]:02x}); "
-                    "save the file as UTF-8", hint) from None
+        raise _fail(error, path, f"line {line}, byte {col}: not UTF-8 (byte 0x{raw[e.start]:02x})",
+                    hint or "save the file as UTF-8") from None
 
 
 def read_text(path: Path | str, *, limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> str:
@@ -186,6 +186,15 @@ def dotted(loc: Sequence[int | str]) -> str:
 
 
 def _expected(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if err.get("type") in bounds:
+        op, key = bounds[err["type"]]
+        return f"must be {op} {ctx.get(key)}"
+    if err.get("type") in ("too_short", "too_long"):
+        n = ctx.get("min_length") if err["type"] == "too_short" else ctx.get("max_length")
+        return f"expected {'at least' if err['type'] == 'too_short' else 'at most'} {n} item{'s' if n != 1 else ''}"
     msg = str(err.get("msg", "invalid"))
     # pydantic says "Input should be a valid integer": say what is expected, lower-case.
     msg = msg.removeprefix("Input should be ").removeprefix("Value error, ")

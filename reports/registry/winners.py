@@ -300,6 +300,8 @@ def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
         RunError: no winner exported there, or its files are unreadable.
     """
     reg = Path(registry)
+    if reg.exists() and not reg.is_dir():
+        raise RunError(f"{reg}: is a file, not a registry folder; pass the folder `tunefactory export` wrote")
     name = folder_name(asset, timeframe)
     link = reg / name
     if not link.exists():

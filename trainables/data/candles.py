@@ -18,7 +18,14 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
+from trainables.data.timestamps import (
+    check_aligned,
+    check_increasing,
+    data_lines,
+    file_lines,
+    line_of,
+    parse_utc,
+)
 from trainables.errors import DataError
 from trainables.records import decode, excerpt, read_bytes
 
@@ -132,8 +139,9 @@ def available(directory: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    """Read the CSV as strings, turning decoder failures into one-line DataErrors."""
+def _read_raw(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Read the CSV (and the editor lines of its rows when it has blank lines), turning
+    decoder failures into one-line DataErrors."""
     # Through the reading layer: a size cap (a gzip bomb is refused while it expands) and
     # strict UTF-8 whose error names the exact line and byte.
     raw = read_bytes(path, error=DataError, hint="re-download or re-compress the file")
@@ -141,15 +149,16 @@ def _read_raw(path: Path) -> pd.DataFrame:
         if not raw:
             raise DataError(f"{path}: file is empty; expected a header line {','.join(COLUMNS)}")
         decode(raw, path=path, error=DataError)
+        lines = data_lines(raw)
         try:
             # Fast path: numbers parsed by the C reader. Any unparsable cell raises and we
             # re-read everything as text so the message can quote the bad cell and line.
             fast = pd.read_csv(io.BytesIO(raw), dtype={c: (str if c == "timestamp" else np.float64) for c in COLUMNS})
             if list(fast.columns) == list(COLUMNS) and np.isfinite(fast[list(COLUMNS[1:])].to_numpy()).all():
-                return fast
+                return fast, lines
         except (ValueError, TypeError, KeyError):
             pass
-        return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False)
+        return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False), lines
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -244,11 +253,13 @@ def read_candles(path: Path | str, timeframe: str | None = None) -> pd.DataFrame
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {'is a folder, not a candle file' if path.is_dir() else 'no such file'}")
     if timeframe is None:
         tf = path.name.split(".csv")[0].rpartition("_")[2]
         timeframe = tf if tf in TIMEFRAMES else None
-    return validate_candles(_read_raw(path), path, timeframe)
+    raw, lines = _read_raw(path)
+    with file_lines(lines):
+        return validate_candles(raw, path, timeframe)
 
 
 def resample(candles: pd.DataFrame, base_tf: str, target_tf: str) -> pd.DataFrame:
