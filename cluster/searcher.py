@@ -28,6 +28,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
+from cluster.experiment_state import HINT, parse_searcher_state
 from search_spaces.distributions import Dist, DistError
 from search_spaces.schema import Spec
 from search_spaces.space import (
@@ -38,6 +39,8 @@ from search_spaces.space import (
     trial_seed,
     trials_per_group,
 )
+from trainables.errors import RunError
+from trainables.records import excerpt
 
 optuna.logging.set_verbosity(optuna.logging.WARNING)
 
@@ -238,9 +241,10 @@ class GroupedSearcher(Searcher):
                 return
             state = self._state(_STATE_FORMAT_V1)  # its studies hold format-1 trials: convert below
         else:
-            state = json.loads(data.decode("utf-8"))
+            state = parse_searcher_state(data, path=checkpoint_path)
         if state.get("format") not in (_STATE_FORMAT, _STATE_FORMAT_V1):
-            raise ValueError(f"{checkpoint_path}: not a {_STATE_FORMAT} file")
+            raise RunError(f"{checkpoint_path}: format: expected {_STATE_FORMAT!r}; got "
+                           f"{excerpt(state.get('format'))}; {HINT}")
         # Format 1 recorded one boolean per indicator, before a repair changed the subset;
         # its trials re-enter as the subset they trained (user attribute "indicators").
         legacy = state["format"] == _STATE_FORMAT_V1

@@ -28,7 +28,7 @@ from cluster import integrity
 from cluster import ray_runtime as rt
 from cluster import storage as st
 from cluster.console import attach_log_file, say, tame_third_party
-from cluster.experiment_state import reconcile_state
+from cluster.experiment_state import check_searcher_state, reconcile_state
 from cluster.progress import METRIC, Progress
 from cluster.ray_runtime import WORKER_ENV, init_ray
 from cluster.run_folder import (
@@ -264,6 +264,7 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     else:
         integrity.check_run_dir(location)  # before anything unpickles it
     loaded = _load_run_spec(location)
+    check_searcher_state(location)  # a damaged state is refused before anything is rewritten
     datasets = prepare_groups(loaded.spec)
     fixed = reconcile_state(location)
     integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state

@@ -28,7 +28,7 @@ import plotly.offline
 
 from reports import charts, volatility
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
-from reports.collect import SCORED, Run, Trial, leaderboard, load_run
+from reports.collect import SCORED, TRIAL_HINT, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
 from reports.forecast_tests import (
     GroupTests,
@@ -42,6 +42,7 @@ from reports.registry.winners import winners
 from search_spaces.schema import DEFAULT_ALPHA
 from trainables.errors import RunError
 from trainables.files import atomic_write
+from trainables.records import read_csv
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -52,6 +53,8 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
+#: Columns of a winner's ``predictions.csv`` the backtest reads (``close`` is absent in old runs).
+PREDICTION_COLUMNS = {"timestamp": "time", "y_true": "float", "y_pred": "float"}
 TOP_K = 10  # "top-k" of the indicator chart and the search-ranking table
 CURVES = 5  # learning curves drawn
 
@@ -421,7 +424,8 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
     pred = None
     target = str(info.get("target") or (winner.config.get("target") if winner else None) or "multiplier")
     if winner is not None and winner.checkpoint is not None and (winner.checkpoint / "predictions.csv").is_file():
-        pred = pd.read_csv(winner.checkpoint / "predictions.csv")
+        pred = read_csv(winner.checkpoint / "predictions.csv", columns=PREDICTION_COLUMNS,
+                        optional={"close": "float", "y_persistence": "float"}, hint=TRIAL_HINT)
         tf = str(info.get("timeframe") or winner.config.get("timeframe"))
         try:
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
@@ -601,14 +605,16 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     partial = {"missing": missing, "total": len(run.trials)} if run.partial else None
 
     out = Path(run_dir) / "report"
-    out.mkdir(exist_ok=True)
-    atomic_write(out / "leaderboard.csv", board.to_csv(index=False))
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: is a file, not the report folder; move it away and run the command again")
+    # Everything is rendered in memory first, then written: a failure leaves the old report whole.
     by_id = {t.trial_id: t for t in run.trials}
     records = [_trial_json(by_id[r["trial_id"]], r) for r in board.to_dict("records")]
-    atomic_write(out / "leaderboard.json", json.dumps({
+    files = {"leaderboard.csv": board.to_csv(index=False)}
+    files["leaderboard.json"] = json.dumps({
         "run": {"name": run.name, "path": str(run.path), "spec_file": run.meta.get("spec_file")},
-        "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False))
-    atomic_write(out / "summary.json", json.dumps({
+        "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False)
+    files["summary.json"] = json.dumps({
         "headline": headline, "partial": partial,
         "groups": [{"group": c["group"], "verdict": c["verdict"], "winner": {k: _clean(v) for k, v in
                                                                               (c["winner"] or {}).items()},
@@ -616,15 +622,17 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "trials_per_hour": _clean(c["trials_per_hour"]),
                     "backtest": c["backtest"].to_dict() if c["backtest"] else None,
                     "confirmation": c["confirm_winner"], "tests": c["tests"]} for c in cards]}, indent=1,
-        default=_clean))
-    html = _ENV.get_template("index.html.j2").render(
+        default=_clean)
+    files["index.html"] = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
         n_trials=len(board), headline=headline, confirmation=confirmation, top_k=top_k, fee=fee,
         target=target, partial=partial, run_info=_run_info(run), commands=_commands(run, groups),
         page_size=PAGE_SIZE,
         # plotly.js is MIT-licensed static text shipped in the plotly wheel; inlined once.
         plotly_js=markupsafe.Markup(plotly.offline.get_plotlyjs()))
-    atomic_write(out / "index.html", html)
+    out.mkdir(exist_ok=True)
+    for name, text in files.items():
+        atomic_write(out / name, text)
     if board.empty:
         raise RunError(f"{run_dir}: no trials found; the report is empty")
     return out

@@ -58,11 +58,14 @@ class Record(BaseModel):
     model_config = ConfigDict(extra="allow", strict=True)
 
 
-def excerpt(value: Any, limit: int = EXCERPT) -> str:
+def excerpt(value: Any, limit: int = EXCERPT, *, plain: bool = False) -> str:
     """``repr``-like text of ``value``, at most ``limit`` characters plus how much was cut.
 
-    Examples: ``'abc'``, ``[1, 2]``, ``'aaaaaaaa… (500,000,000 chars)``.
+    Examples: ``'abc'``, ``[1, 2]``, ``'aaaaaaaa… (500,000,000 chars)``; with ``plain``, a
+    string is shown as is (no quotes), still cut.
     """
+    if plain and isinstance(value, str):
+        return value if len(value) <= limit else f"{value[:limit]}… ({len(value):,} chars)"
     if isinstance(value, (str, bytes, bytearray)):
         n, unit = len(value), "chars" if isinstance(value, str) else "bytes"
         text = repr(value[: limit + 1] if isinstance(value, str) else bytes(value[: limit + 1]))
@@ -137,10 +140,10 @@ def gunzip(raw: bytes, *, path: Path, limit: int = MAX_BYTES, error: ErrorType =
                 if d.eof:
                     break
             if not d.eof:
-                raise _fail(error, path, "truncated gzip stream (the file ends inside it)", hint)
+                raise _fail(error, path, "gzip stream is truncated or corrupt (it ends inside a member)", hint)
             data = d.unused_data
     except zlib.error as e:
-        raise _fail(error, path, f"not a valid gzip file ({e})", hint) from None
+        raise _fail(error, path, f"gzip stream is truncated or corrupt ({e})", hint) from None
     return b"".join(out)
 
 
@@ -161,8 +164,8 @@ def decode(raw: bytes, *, path: Path, error: ErrorType = RunError, hint: str = "
         return raw.decode("utf-8")
     except UnicodeDecodeError as e:
         line, col = position(raw, e.start)
-        raise _fail(error, path, f"line {line}, byte {col}: not UTF-8 (byte 0x{raw[e.start]:02x}); "
-                    "save the file as UTF-8", hint) from None
+        raise _fail(error, path, f"line {line}, byte {col}: not UTF-8 (byte 0x{raw[e.start]:02x})",
+                    hint or "save the file as UTF-8") from None
 
 
 def read_text(path: Path | str, *, limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> str:
@@ -183,6 +186,15 @@ def dotted(loc: Sequence[int | str]) -> str:
 
 
 def _expected(err: Any) -> str:
+    ctx = err.get("ctx") or {}
+    bounds = {"greater_than_equal": (">=", "ge"), "greater_than": (">", "gt"), "less_than_equal": ("<=", "le"),
+              "less_than": ("<", "lt")}
+    if err.get("type") in bounds:
+        op, key = bounds[err["type"]]
+        return f"must be {op} {ctx.get(key)}"
+    if err.get("type") in ("too_short", "too_long"):
+        n = ctx.get("min_length") if err["type"] == "too_short" else ctx.get("max_length")
+        return f"expected {'at least' if err['type'] == 'too_short' else 'at most'} {n} item{'s' if n != 1 else ''}"
     msg = str(err.get("msg", "invalid"))
     # pydantic says "Input should be a valid integer": say what is expected, lower-case.
     msg = msg.removeprefix("Input should be ").removeprefix("Value error, ")
@@ -190,6 +202,8 @@ def _expected(err: Any) -> str:
         return "missing (required)"
     if err.get("type") == "extra_forbidden":
         return "not an allowed key"
+    if err.get("type") in ("model_type", "dict_type", "model_attributes_type"):
+        return "expected a mapping"
     return "expected " + msg if not msg.startswith(("expected", "must", "not ")) else msg
 
 
@@ -310,6 +324,58 @@ def read_yaml(path: Path | str, model: Any = None, *, limit: int = MAX_BYTES, er
     return data if model is None else check(data, model, path=path, error=error, hint=hint)
 
 
+def read_csv(path: Path | str, *, columns: dict[str, str], optional: dict[str, str] | None = None,
+             limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> Any:
+    """Read a CSV we wrote (``predictions.csv``, ``confirm/*.csv``) and check its columns.
+
+    Args:
+        columns: required column → kind: ``float`` (a number, NaN allowed only as the
+            literal ``nan``), ``time`` (an ISO-8601 date-time) or ``text``.
+
+    Returns:
+        The ``pandas.DataFrame`` (the checked columns typed: float64, UTC timestamps).
+
+    Raises:
+        TunefactoryError: naming the file, and the exact line (blank lines counted) and
+        column of the first bad cell, or the missing column.
+    """
+    import io
+
+    import pandas as pd
+
+    path = Path(path)
+    text = read_text(path, limit=limit, error=error, hint=hint)
+    try:
+        # Blank lines stay rows, so a row's line is its index + 2 (the header is line 1).
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skip_blank_lines=False)
+    except pd.errors.EmptyDataError:
+        raise _fail(error, path, f"file is empty; expected the columns {', '.join(columns)}", hint) from None
+    except (pd.errors.ParserError, ValueError) as e:
+        raise _fail(error, path, f"not a valid CSV ({excerpt(str(e).splitlines()[0], 100)})", hint) from None
+    missing = [c for c in columns if c not in df.columns]
+    if missing:
+        raise _fail(error, path, f"header: missing column {', '.join(missing)}; got "
+                    f"{excerpt(','.join(map(str, df.columns)))}", hint)
+    present = {**columns, **{k: v for k, v in (optional or {}).items() if k in df.columns}}
+    for name, kind in present.items():
+        raw = df[name]
+        if kind == "float":
+            typed = pd.to_numeric(raw.str.strip(), errors="coerce")
+            bad = typed.isna() & (raw.str.strip().str.lower() != "nan")
+            what = "a number"
+        elif kind == "time":
+            typed = pd.to_datetime(raw.str.strip(), utc=True, errors="coerce", format="ISO8601")
+            bad = typed.isna()
+            what = "an ISO-8601 date-time"
+        else:
+            continue
+        if bad.any():
+            i = int(bad.to_numpy().nonzero()[0][0])
+            raise _fail(error, path, f"line {i + 2}: {name}: expected {what}; got {excerpt(raw.iloc[i])}", hint)
+        df[name] = typed
+    return df
+
+
 def finite(value: float) -> float:
     """A validator body: refuse NaN and infinities (``float('nan')`` passes a ``float`` type)."""
     if not math.isfinite(value):
@@ -318,5 +384,5 @@ def finite(value: float) -> float:
 
 
 __all__ = ["MAX_BYTES", "Record", "check", "decode", "dotted", "excerpt", "finite", "gunzip",
-           "parse_json", "parse_yaml", "position", "read_bytes", "read_json", "read_jsonl", "read_text",
+           "parse_json", "parse_yaml", "position", "read_bytes", "read_csv", "read_json", "read_jsonl", "read_text",
            "read_yaml"]

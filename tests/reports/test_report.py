@@ -132,7 +132,7 @@ def test_load_run_refuses_what_is_not_a_run(tmp_path: Path) -> None:
     with pytest.raises(RunError, match="not a tunefactory run directory"):
         load_run(tmp_path)
     (tmp_path / "groups.json").write_text("{not json")
-    with pytest.raises(RunError, match=r"groups\.json: unreadable"):
+    with pytest.raises(RunError, match=r"groups\.json: line 1, column 2: not valid JSON"):
         load_run(tmp_path)
 
 
