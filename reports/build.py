@@ -601,7 +601,7 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table, tests=tests[g])
              for g in groups]
     headline = _headline(cards)
-    missing = sum(t.final is None and t.status != "failed" for t in run.trials)
+    missing = sum(not t.closed for t in run.trials)
     partial = {"missing": missing, "total": len(run.trials)} if run.partial else None
 
     out = Path(run_dir) / "report"

@@ -64,6 +64,9 @@ class Trial:
     ended: float = math.nan
     wall_seconds: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether the trial has ended: failed, or its last result row is marked ``done`` (Ray 2.60
+    #: marks the last row of a trial ASHA stopped ``done`` too). False while it may still run.
+    closed: bool = False
 
     @property
     def group(self) -> str:
@@ -101,8 +104,12 @@ class Run:
 
     @property
     def partial(self) -> bool:
-        """Whether this may be a sweep still running: trials lack final scores and no finished marker exists."""
-        return self.finished is None and any(t.final is None and t.status != "failed" for t in self.trials)
+        """Whether this may be a sweep still running: no finished marker and some trial has not ended.
+
+        A trial ASHA stopped has no final scores but has ended (its last row is ``done``), so a
+        finished sweep from before the marker existed is not called partial for those.
+        """
+        return self.finished is None and any(not t.closed for t in self.trials)
 
 
 #: What to do about a damaged trial file (the rest of the run is fine).
@@ -170,8 +177,9 @@ def load_trial(trial_dir: Path, *, model: type[Record] = TrialParams) -> Trial |
         started = params.stat().st_mtime
         ended = (trial_dir / "error.txt").stat().st_mtime if err is not None else math.nan
         wall = ended - started if err is not None else math.nan
+    closed = err is not None or final is not None or bool(rows and rows[-1].get("done") is True)
     return Trial(tid, trial_dir, config, epochs, final, status, err, ckpts[-1] if ckpts else None,
-                 started, ended, wall)
+                 started, ended, wall, closed=closed)
 
 
 def load_run(run_dir: Path | str) -> Run:
