@@ -17,6 +17,7 @@ import json
 import math
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -570,36 +571,52 @@ def _commands(run: Run, groups: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
+def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Write the report folder of a run and return its path.
 
     Args:
         run_dir: a run directory.
         top_k: how many best trials the indicator chart and the ranking table consider.
         fee: fee per trade of the backtest (fraction; 0.001 = 0.1 %).
+        progress: called with one line per stage (read, each group's tests and charts,
+            written), so a command that takes seconds on a large run is not silent.
 
     Raises:
         RunError: not a run directory, bad options, or it holds no trial yet (the report is
             still written then).
     """
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(f"report: {line} ({time.perf_counter() - t0:.1f}s)")
+
     if top_k < 1:
         raise RunError(f"--top-k must be >= 1; got {top_k}")
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
+    say(f"read {len(run.trials)} trials of {len(run.groups)} asset/timeframe groups")
     alpha = report_alpha(run)
     board = volatility.add_spike_columns(leaderboard(run), run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
     # Forecast-comparison tests per group (DM per finished trial, SPA over all of them).
-    tests = {g: group_tests(run, g, alpha=alpha) for g in groups}
+    tests = {}
+    for i, g in enumerate(groups, start=1):
+        tests[g] = group_tests(run, g, alpha=alpha)
+        say(f"{g}: Diebold-Mariano and SPA tests done ({i}/{len(groups)})")
     board = add_dm_columns(board, tests)
     target = (run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict) \
         else "multiplier"
     table = TABLE + volatility.table_columns(target)
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table, tests=tests[g])
-             for g in groups]
+    cards = []
+    for i, g in enumerate(groups, start=1):
+        cards.append(group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table,
+                                tests=tests[g]))
+        say(f"{g}: backtest and charts done ({i}/{len(groups)})")
     headline = _headline(cards)
     missing = sum(not t.closed for t in run.trials)
     partial = {"missing": missing, "total": len(run.trials)} if run.partial else None
@@ -633,6 +650,7 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
     out.mkdir(exist_ok=True)
     for name, text in files.items():
         atomic_write(out / name, text)
+    say(f"written to {out}")
     if board.empty:
         raise RunError(f"{run_dir}: no trials found; the report is empty")
     return out
