@@ -8,7 +8,9 @@ For every search seed it runs two real sweeps through the CLI (``tunefactory run
 * **default**: the spec as written (its search algorithm, start-up trials and scheduler);
 * **reference**: ``search.algorithm=random`` and ``scheduler.kind=none`` over the same space,
   the same ``search.num_samples`` (at least 60 per group for the issue's protocol), the
-  same epochs and patience: every config runs to its own end.
+  same epochs and patience: every config runs to its own end. Its search seed is
+  ``seed + 1000``: with the same seed TPE's random start-up configs would be the
+  reference's first ones, and the default would inherit the reference's luck.
 
 Then, per asset/timeframe group and seed, it reads both run folders (``reports.collect``,
 no Ray) and orders the scored trials by the time they ended. "Cost" is cumulative
@@ -49,6 +51,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run from a checkout without installing the package
 
 SEARCHES = ("default", "reference")
+#: The reference of seed s searches with seed s + this (see main).
+REFERENCE_SEED_OFFSET = 1000
 
 
 @dataclass
@@ -220,8 +224,11 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"time_to_quality: {(res.stderr.strip().splitlines() or ['invalid spec'])[-1]}", file=sys.stderr)
                 return 2
         for seed in a.seeds:
-            common = [*a.sets, f"search.seed={seed}", f"search.num_samples={a.samples}"]
             for search in SEARCHES:
+                # Independent draws: with one seed, TPE's random start-up configs would be the
+                # reference's first configs, and the default would inherit the reference's luck.
+                common = [*a.sets, f"search.seed={seed + (REFERENCE_SEED_OFFSET if search == 'reference' else 0)}",
+                          f"search.num_samples={a.samples}"]
                 name = f"{search}-s{seed}"
                 if (a.out / name).exists():
                     print(f"{a.out / name} exists: kept (delete it to re-run)")
