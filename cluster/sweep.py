@@ -28,7 +28,7 @@ from cluster import integrity
 from cluster import ray_runtime as rt
 from cluster import storage as st
 from cluster.console import attach_log_file, say, tame_third_party
-from cluster.experiment_state import reconcile_state
+from cluster.experiment_state import check_searcher_state, reconcile_state
 from cluster.progress import METRIC, Progress
 from cluster.ray_runtime import WORKER_ENV, init_ray
 from cluster.run_folder import (
@@ -264,12 +264,17 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     else:
         integrity.check_run_dir(location)  # before anything unpickles it
     loaded = _load_run_spec(location)
+    check_searcher_state(location)  # a damaged state is refused before anything is rewritten
     datasets = prepare_groups(loaded.spec)
     fixed = reconcile_state(location)
     integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state
-    if fixed["finished"]:
-        say(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
-            "kept as finished", progress=True)
+    ended = len(fixed["finished"]) + len(fixed["adopted"])
+    if ended:
+        say(f"tunefactory: {ended} trial(s) had ended after the last state snapshot; kept as they ended",
+            progress=True)
+    if fixed["discarded"]:
+        say(f"tunefactory: {len(fixed['discarded'])} trial(s) started after the last state snapshot had not "
+            "ended; removed, their trial numbers run again", progress=True)
     rt.import_ray()
     tame_third_party()
     attach_log_file(location)
@@ -278,6 +283,6 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     spec = loaded.spec
     trainable = rt.make_trainable(train_trial, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
                                   datasets=dict(datasets))
-    tuner = rt.restore_tuner(location, trainable, retry_failed=retry_failed)
+    tuner = rt.restore_tuner(location, trainable, retry_failed=retry_failed, metric=METRIC)
     clear_finished(location)  # trials run again: a report built meanwhile is partial
     return _fit_and_finish(tuner, location, started_ray=started)

@@ -17,6 +17,7 @@ import json
 import math
 import shlex
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +29,7 @@ import plotly.offline
 
 from reports import charts, volatility
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
-from reports.collect import SCORED, Run, Trial, leaderboard, load_run
+from reports.collect import SCORED, TRIAL_HINT, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
 from reports.forecast_tests import (
     GroupTests,
@@ -42,6 +43,7 @@ from reports.registry.winners import winners
 from search_spaces.schema import DEFAULT_ALPHA
 from trainables.errors import RunError
 from trainables.files import atomic_write
+from trainables.records import read_csv
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -52,6 +54,8 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
+#: Columns of a winner's ``predictions.csv`` the backtest reads (``close`` is absent in old runs).
+PREDICTION_COLUMNS = {"timestamp": "time", "y_true": "float", "y_pred": "float"}
 TOP_K = 10  # "top-k" of the indicator chart and the search-ranking table
 CURVES = 5  # learning curves drawn
 
@@ -444,7 +448,8 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
     pred = None
     target = str(info.get("target") or (winner.config.get("target") if winner else None) or "multiplier")
     if winner is not None and winner.checkpoint is not None and (winner.checkpoint / "predictions.csv").is_file():
-        pred = pd.read_csv(winner.checkpoint / "predictions.csv")
+        pred = read_csv(winner.checkpoint / "predictions.csv", columns=PREDICTION_COLUMNS,
+                        optional={"close": "float", "y_persistence": "float"}, hint=TRIAL_HINT)
         tf = str(info.get("timeframe") or winner.config.get("timeframe"))
         try:
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)
@@ -589,49 +594,67 @@ def _commands(run: Run, groups: list[str]) -> list[dict[str, str]]:
     return out
 
 
-def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
+def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Write the report folder of a run and return its path.
 
     Args:
         run_dir: a run directory.
         top_k: how many best trials the indicator chart and the ranking table consider.
         fee: fee per trade of the backtest (fraction; 0.001 = 0.1 %).
+        progress: called with one line per stage (read, each group's tests and charts,
+            written), so a command that takes seconds on a large run is not silent.
 
     Raises:
         RunError: not a run directory, bad options, or it holds no trial yet (the report is
             still written then).
     """
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(f"report: {line} ({time.perf_counter() - t0:.1f}s)")
+
     if top_k < 1:
         raise RunError(f"--top-k must be >= 1; got {top_k}")
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
+    say(f"read {len(run.trials)} trials of {len(run.groups)} asset/timeframe groups")
     alpha = report_alpha(run)
     board = volatility.add_spike_columns(leaderboard(run), run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
     # Forecast-comparison tests per group (DM per finished trial, SPA over all of them).
-    tests = {g: group_tests(run, g, alpha=alpha) for g in groups}
+    tests = {}
+    for i, g in enumerate(groups, start=1):
+        tests[g] = group_tests(run, g, alpha=alpha)
+        say(f"{g}: Diebold-Mariano and SPA tests done ({i}/{len(groups)})")
     board = add_dm_columns(board, tests)
     target = (run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict) \
         else "multiplier"
     table = TABLE + volatility.table_columns(target)
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table, tests=tests[g])
-             for g in groups]
+    cards = []
+    for i, g in enumerate(groups, start=1):
+        cards.append(group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table,
+                                tests=tests[g]))
+        say(f"{g}: backtest and charts done ({i}/{len(groups)})")
     headline = _headline(cards)
-    missing = sum(t.final is None and t.status != "failed" for t in run.trials)
+    missing = sum(not t.closed for t in run.trials)
     partial = {"missing": missing, "total": len(run.trials)} if run.partial else None
 
     out = Path(run_dir) / "report"
-    out.mkdir(exist_ok=True)
-    atomic_write(out / "leaderboard.csv", board.to_csv(index=False))
+    if out.exists() and not out.is_dir():
+        raise RunError(f"{out}: is a file, not the report folder; move it away and run the command again")
+    # Everything is rendered in memory first, then written: a failure leaves the old report whole.
     by_id = {t.trial_id: t for t in run.trials}
     records = [_trial_json(by_id[r["trial_id"]], r) for r in board.to_dict("records")]
-    atomic_write(out / "leaderboard.json", json.dumps({
+    files = {"leaderboard.csv": board.to_csv(index=False)}
+    files["leaderboard.json"] = json.dumps({
         "run": {"name": run.name, "path": str(run.path), "spec_file": run.meta.get("spec_file")},
-        "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False))
-    atomic_write(out / "summary.json", json.dumps({
+        "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False)
+    files["summary.json"] = json.dumps({
         "headline": headline, "partial": partial,
         "groups": [{"group": c["group"], "verdict": c["verdict"], "winner": {k: _clean(v) for k, v in
                                                                               (c["winner"] or {}).items()},
@@ -639,15 +662,18 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
                     "trials_per_hour": _clean(c["trials_per_hour"]),
                     "backtest": c["backtest"].to_dict() if c["backtest"] else None,
                     "confirmation": c["confirm_winner"], "tests": c["tests"]} for c in cards]}, indent=1,
-        default=_clean))
-    html = _ENV.get_template("index.html.j2").render(
+        default=_clean)
+    files["index.html"] = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
         n_trials=len(board), headline=headline, confirmation=confirmation, top_k=top_k, fee=fee,
         target=target, partial=partial, run_info=_run_info(run), commands=_commands(run, groups),
         page_size=PAGE_SIZE,
         # plotly.js is MIT-licensed static text shipped in the plotly wheel; inlined once.
         plotly_js=markupsafe.Markup(plotly.offline.get_plotlyjs()))
-    atomic_write(out / "index.html", html)
+    out.mkdir(exist_ok=True)
+    for name, text in files.items():
+        atomic_write(out / name, text)
+    say(f"written to {out}")
     if board.empty:
         raise RunError(f"{run_dir}: no trials found; the report is empty")
     return out

@@ -20,9 +20,13 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-import yaml
 
 from trainables.errors import RunError
+from trainables.records import Record, read_bytes, read_json, read_jsonl, read_yaml
+from trainables.run_files import GroupsFile, ResultRow, TrialParams
+
+#: What to do about a damaged run-level file.
+RUN_HINT = "restore it or run the sweep again"
 
 #: Statuses of trials that produced a usable validation score.
 SCORED = ("finished", "stopped")
@@ -60,6 +64,9 @@ class Trial:
     ended: float = math.nan
     wall_seconds: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether the trial has ended: failed, or its last result row is marked ``done`` (Ray 2.60
+    #: marks the last row of a trial ASHA stopped ``done`` too). False while it may still run.
+    closed: bool = False
 
     @property
     def group(self) -> str:
@@ -97,32 +104,33 @@ class Run:
 
     @property
     def partial(self) -> bool:
-        """Whether this may be a sweep still running: trials lack final scores and no finished marker exists."""
-        return self.finished is None and any(t.final is None and t.status != "failed" for t in self.trials)
+        """Whether this may be a sweep still running: no finished marker and some trial has not ended.
+
+        A trial ASHA stopped has no final scores but has ended (its last row is ``done``), so a
+        finished sweep from before the marker existed is not called partial for those.
+        """
+        return self.finished is None and any(not t.closed for t in self.trials)
+
+
+#: What to do about a damaged trial file (the rest of the run is fine).
+TRIAL_HINT = "restore or remove that trial folder"
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:
-    if not path.is_file():
+    if not path.exists():
         return []
-    rows = []
-    for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue  # a line being written while we read; the rest is intact
-        if isinstance(row, dict):
-            rows.append(row)
-    return rows
+    # Ray appends a row per epoch: the last line may be mid-write while we read (torn_tail);
+    # any other broken line is damage.
+    return read_jsonl(path, ResultRow, torn_tail=True, hint=TRIAL_HINT)
 
 
 def _error_text(trial_dir: Path) -> str | None:
     f = trial_dir / "error.txt"
     if not f.is_file():
         return None
-    lines = [ln for ln in f.read_text(encoding="utf-8", errors="replace").splitlines() if ln.strip()]
+    # Ray's traceback, not ours to validate: any bytes, shown only as a bounded last line.
+    text = read_bytes(f, hint=TRIAL_HINT).decode("utf-8", errors="replace")
+    lines = [ln for ln in text.splitlines() if ln.strip()]
     # Ray writes the whole traceback; the reason a user needs is its last line.
     return lines[-1].strip()[:500] if lines else "failed"
 
@@ -131,17 +139,20 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def load_trial(trial_dir: Path) -> Trial | None:
-    """Read one trial folder (``None`` when it has no readable params yet)."""
+def load_trial(trial_dir: Path, *, model: type[Record] = TrialParams) -> Trial | None:
+    """Read one trial folder (``None`` when Ray has not written its params yet).
+
+    Args:
+        trial_dir: the ``trial_<id>`` folder.
+        model: the shape of its ``params.json`` (a confirmation's trials hold only an index).
+
+    Raises:
+        RunError: a file of the trial is damaged (one line naming the file and key or line).
+    """
     params = trial_dir / "params.json"
-    if not params.is_file():
-        return None
-    try:
-        config = json.loads(params.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None  # being written by Ray right now; the next report picks it up
-    if not isinstance(config, dict):
-        return None
+    if not params.exists() or (params.is_file() and params.stat().st_size == 0):
+        return None  # Ray creates the folder, then the file: the next report picks it up
+    config = read_json(params, model, hint=TRIAL_HINT)
     rows = _read_results(trial_dir / "result.json")
     final = next((r for r in reversed(rows) if r.get("done") is True and "test_rmse" in r), None)
     epochs = [r for r in rows if "test_rmse" not in r]
@@ -166,8 +177,9 @@ def load_trial(trial_dir: Path) -> Trial | None:
         started = params.stat().st_mtime
         ended = (trial_dir / "error.txt").stat().st_mtime if err is not None else math.nan
         wall = ended - started if err is not None else math.nan
+    closed = err is not None or final is not None or bool(rows and rows[-1].get("done") is True)
     return Trial(tid, trial_dir, config, epochs, final, status, err, ckpts[-1] if ckpts else None,
-                 started, ended, wall)
+                 started, ended, wall, closed=closed)
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -178,21 +190,16 @@ def load_run(run_dir: Path | str) -> Run:
     """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
-        raise RunError(f"{run_dir}: no such run directory; pass the folder that `tunefactory run` printed")
-    if not (run_dir / "groups.json").is_file():
+        what = "is a file, not a run folder" if run_dir.exists() else "no such run directory"
+        raise RunError(f"{run_dir}: {what}; pass the folder that `tunefactory run` printed")
+    if not (run_dir / "groups.json").exists():
         raise RunError(f"{run_dir}: not a tunefactory run directory (no groups.json); pass the folder that "
                        "`tunefactory run` printed")
-    try:
-        meta = json.loads((run_dir / "groups.json").read_text(encoding="utf-8"))
-        groups = meta["groups"]
-    except (json.JSONDecodeError, KeyError, TypeError):
-        raise RunError(f"{run_dir / 'groups.json'}: unreadable (not the JSON `tunefactory run` writes)") from None
+    meta = read_json(run_dir / "groups.json", GroupsFile, hint=RUN_HINT)
+    groups = meta["groups"]
     spec: Any = {}
-    if (run_dir / "spec.yaml").is_file():
-        try:
-            spec = yaml.safe_load((run_dir / "spec.yaml").read_text(encoding="utf-8"))
-        except yaml.YAMLError:
-            raise RunError(f"{run_dir / 'spec.yaml'}: not valid YAML") from None
+    if (run_dir / "spec.yaml").exists():
+        spec = read_yaml(run_dir / "spec.yaml", dict[str, Any] | None, hint=RUN_HINT)
     trials = []
     for d in sorted(run_dir.glob("trial_*")):
         if d.is_dir():

@@ -39,6 +39,8 @@ from reports.forecast_tests import read_predictions, spec_alpha
 from reports.statistics import DMResult, diebold_mariano
 from trainables.errors import RunError
 from trainables.files import atomic_write
+from trainables.records import read_json
+from trainables.run_files import ConfirmParams
 
 NOT_DISTINGUISHABLE = "not distinguishable from persistence"
 
@@ -79,13 +81,13 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
     Each run carries its fold's ``train_end``, ``eval_start`` and ``eval_end`` (empty for a
     confirmation written before ``plan.json`` held them).
     """
-    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    meta = read_json(exp_dir / "plan.json", dict[str, Any])
     plan = meta["plan"]
     spans = {(g, int(s["fold"])): s for g, folds in (meta.get("folds_spans") or {}).items() for s in folds}
     seen: dict[int, dict[str, Any]] = {}
     horizons = _horizons(exp_dir)
     for d in sorted(exp_dir.glob("trial_*")):
-        t = load_trial(d) if d.is_dir() else None
+        t = load_trial(d, model=ConfirmParams) if d.is_dir() else None
         if t is None or "index" not in t.config:
             continue
         i = int(t.config["index"])
@@ -173,12 +175,12 @@ def combined_dm(exp_dir: Path, *, alpha: float = 0.05) -> pd.DataFrame:
         ``dm_runs`` (runs averaged) and ``dm_verdict`` ("beats persistence" when
         p < ``alpha``, else :data:`NOT_DISTINGUISHABLE`, or why there is no test).
     """
-    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    meta = read_json(exp_dir / "plan.json", dict[str, Any])
     plan = {int(e["index"]): e for e in meta["plan"]}
     horizons = _horizons(exp_dir)
     series: dict[tuple[str, str], dict[int, list[tuple[np.ndarray, np.ndarray]]]] = {}
     for d in sorted(exp_dir.glob("trial_*")):
-        t = load_trial(d) if d.is_dir() else None
+        t = load_trial(d, model=ConfirmParams) if d.is_dir() else None
         if t is None or t.status != "finished" or int(t.config.get("index", -1)) not in plan:
             continue
         e = plan[int(t.config["index"])]
@@ -220,7 +222,7 @@ def _records(df: pd.DataFrame) -> list[dict[str, Any]]:
 def summarise(run_dir: Path | str, exp_dir: Path) -> dict[str, Any]:
     """Write ``summary.json``, ``ranking.csv`` and ``runs.csv`` of a confirmation; return the summary."""
     run_dir = Path(run_dir)
-    meta = json.loads((exp_dir / "plan.json").read_text(encoding="utf-8"))
+    meta = read_json(exp_dir / "plan.json", dict[str, Any])
     runs = read_runs(exp_dir)
     ranking = aggregate(runs)
     if not ranking.empty:

@@ -26,6 +26,14 @@ from search_spaces.distributions import did_you_mean, fmt_value
 from search_spaces.schema import Spec
 from trainables.errors import TunefactoryError
 from trainables.features.table_indicators import register_funding_indicators, register_metric_table
+from trainables.records import read_text
+
+#: A spec is a few KB; the largest preset is under 20 KB.
+SPEC_MAX_BYTES = 4 * 2**20
+
+
+class SpecFileError(TunefactoryError):
+    """A spec file that cannot be read as text (raised by the reading layer, re-raised as a SpecError)."""
 
 
 class SpecError(TunefactoryError):
@@ -92,14 +100,21 @@ def parse_yaml(text: str) -> Any:
     return yaml.load(text, Loader=_UniqueKeyLoader)  # a SafeLoader subclass: as safe as safe_load
 
 
-def _read_yaml(path: Path) -> dict[str, Any]:
+def _read_yaml(path: Path, *, own: bool = True) -> dict[str, Any]:
+    """The mapping of one spec file.
+
+    Args:
+        own: the file the user named; ``False`` for a ``base:`` it points to, which may be
+            any file on the machine (``base: /etc/passwd``): its content is never quoted.
+    """
     try:
         if not path.is_file():
             what = "is a folder, not a spec file" if path.is_dir() else "file not found"
             raise SpecError([f"{path}: {what}"])
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as e:
-        raise SpecError([f"{path}: not UTF-8 text at byte {e.start}"]) from None
+        # The reading layer: a size cap, and a non-UTF-8 byte named by its exact line and column.
+        text = read_text(path, limit=SPEC_MAX_BYTES, error=SpecFileError)
+    except SpecFileError as e:
+        raise SpecError([str(e)]) from None
     except (OSError, ValueError) as e:
         raise SpecError([f"{path}: cannot be read ({getattr(e, 'strerror', None) or e})"]) from None
     try:
@@ -113,7 +128,7 @@ def _read_yaml(path: Path) -> dict[str, Any]:
         where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
         problem = getattr(e, "problem", None) or str(e).splitlines()[0]
         got = ""
-        if mark is not None:
+        if mark is not None and own:
             lines = text.splitlines()
             if 0 <= mark.line < len(lines) and lines[mark.line].strip():
                 got = f"; got {fmt_value(lines[mark.line].strip())}"
@@ -121,13 +136,13 @@ def _read_yaml(path: Path) -> dict[str, Any]:
     if data is None:
         raise SpecError([f"{path}: file is empty; a spec needs at least data, features and model sections"])
     if not isinstance(data, dict):
-        raise SpecError([f"{path}: top level must be a mapping of sections (data, features, model, ...); "
-                         f"got {fmt_value(data)}"])
+        got = f"got {fmt_value(data)}" if own else f"got a {type(data).__name__}"
+        raise SpecError([f"{path}: top level must be a mapping of sections (data, features, model, ...); {got}"])
     return data
 
 
 def _resolve_bases(path: Path, seen: tuple[Path, ...] = ()) -> dict[str, Any]:
-    data = _read_yaml(path)
+    data = _read_yaml(path, own=not seen)
     if "base" not in data:
         return data
     base = data.pop("base")

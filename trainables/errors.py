@@ -22,6 +22,10 @@ class RunError(TunefactoryError):
     """A run directory is missing, incomplete or was produced by another spec."""
 
 
+class UsageError(TunefactoryError):
+    """A command-line option whose value cannot work (``--num-cpus -3``, ``--storage FILE``)."""
+
+
 class Interrupted(TunefactoryError):
     """A sweep stopped by SIGINT (exit 130) or SIGTERM (exit 143); its folder can be resumed."""
 

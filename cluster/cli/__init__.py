@@ -21,7 +21,7 @@ os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_
 
 from cluster.cli.data import register as register_data
 from cluster.cli.json_output import add_json_option, emit
-from cluster.cli.options import add_run_options
+from cluster.cli.options import add_run_options, check_options
 from cluster.cli.remote import register as register_remote
 from cluster.cli.results import register as register_reports
 from cluster.console import NORMAL, QUIET, VERBOSE, set_verbosity
@@ -177,6 +177,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     set_verbosity(QUIET if getattr(args, "quiet", False) else VERBOSE if getattr(args, "verbose", False) else NORMAL)
     try:
+        check_options(args)
         return int(args.fn(args) or 0)
     except TunefactoryError as e:
         for line in str(e).splitlines():

@@ -11,6 +11,7 @@ from cluster.cli.json_output import add_json_option, emit
 from cluster.console import say
 from trainables.data.candles import EMBEDDED_DIR, TIMEFRAMES, available, candle_file, gap_report, read_candles
 from trainables.data.exchange import FetchProgress, fetch_candles, make_exchange
+from trainables.errors import DataError
 
 #: Seconds between two progress lines of `data fetch` (a full 1h history is ~80 pages of
 #: 1,000 candles at Binance's rate limit; one line per page would flood a log).
@@ -73,6 +74,11 @@ def _line(r: dict[str, Any]) -> str:
 
 
 def _cmd_list(a: argparse.Namespace) -> int:
+    for d in map(Path, a.paths):  # all checked before a line is printed
+        if not d.is_dir():
+            what = "is a file, not a folder (check one file with `tunefactory data check FILE`)" if d.exists() \
+                else "no such folder"
+            raise DataError(f"{d}: {what}; pass folders of <ASSET>_<TF>.csv[.gz] candle files")
     rows = _catalogue(EMBEDDED_DIR, "embedded")
     for d in a.paths:
         rows += _catalogue(Path(d), "user")

@@ -24,6 +24,36 @@ def tracker_override(value: str) -> str:
                                      "tensorboard=on|off")
 
 
+def check_options(a: argparse.Namespace) -> None:
+    """Refuse option values that cannot work, before anything starts or is written.
+
+    argparse's own errors print the usage too (two lines); these are ours, one line, exit 2.
+
+    Raises:
+        UsageError: ``--num-cpus`` below 1, ``--storage`` naming a file, or a Jobs API
+            ``--address`` that is not an http(s) URL.
+    """
+    from urllib.parse import urlsplit
+
+    from trainables.errors import UsageError
+    from trainables.records import excerpt
+
+    cpus = getattr(a, "num_cpus", None)
+    if cpus is not None and cpus < 1:
+        raise UsageError(f"--num-cpus: must be >= 1; got {cpus}")
+    storage = getattr(a, "storage", None)
+    if storage and "://" not in storage and Path(storage).exists() and not Path(storage).is_dir():
+        raise UsageError(f"--storage {excerpt(storage, 120)}: is a file, not a folder; pass a folder (created when "
+                         "missing) or an s3:// / gs:// URI")
+    address = getattr(a, "address", None)
+    if a.command in ("submit", "jobs") and address is not None:
+        # HOST:PORT alone is fine (the Jobs client adds http://); another scheme is not.
+        u = urlsplit(address if "://" in address else f"http://{address}")
+        if u.scheme not in ("http", "https") or not u.hostname:
+            raise UsageError(f"--address {excerpt(address, 120)}: expected the Ray dashboard's http(s) URL, "
+                             "e.g. http://HOST:8265 or HOST:8265")
+
+
 def add_run_options(p: argparse.ArgumentParser, *, storage_help: str = STORAGE_HELP) -> None:
     """The options every sweep-starting command shares: SPEC, --name, --storage, --set."""
     p.add_argument("spec", type=Path, help="sweep spec (YAML), e.g. search_spaces/laptop.yaml")

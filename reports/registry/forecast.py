@@ -20,7 +20,6 @@ selection model and says so.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -29,12 +28,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from reports.registry.winners import Winner, load_winner
+from reports.registry.winners import WINNER_HINT, Winner, load_winner, read_recipe
 from trainables.data.candles import TIMEFRAMES, Candles, gap_report, load_candles, read_candles, resample
 from trainables.errors import DataError, RunError
 from trainables.features.dataset import Prepared, Scaler, windows
 from trainables.features.targets import TARGETS
 from trainables.pipeline import DataRecipe, feature_frame
+from trainables.records import read_json
+from trainables.run_files import ScalerFile
 
 # Keras is imported by ``load_model`` on first call, not by this import: keras_runtime
 # itself only needs numpy at import time.
@@ -120,17 +121,10 @@ class Forecast:
 def _recipe(winner: Winner) -> DataRecipe:
     """The group's data recipe recorded at export (``recipe.json``)."""
     f = winner.path / "recipe.json"
-    if not f.is_file():
+    if not f.exists():
         raise RunError(f"{winner.path}: no recipe.json (exported by an older tunefactory), so its features cannot "
                        "be rebuilt as in training; export the winner again")
-    try:
-        raw = json.loads(f.read_text(encoding="utf-8"))
-    except (OSError, json.JSONDecodeError) as e:
-        raise RunError(f"{f}: unreadable ({e.__class__.__name__}: {e}); export the winner again") from None
-    try:
-        return DataRecipe.from_dict(raw)
-    except RunError as e:
-        raise RunError(f"{f}: {e}; export the winner again") from None
+    return read_recipe(f)
 
 
 def _candles(recipe: DataRecipe, data: Path | None) -> Candles:
@@ -245,7 +239,12 @@ def forecast(asset: str, timeframe: str, *, registry: Path | str = "winners", da
                 else "")
         raise DataError(f"{source}: gap after the candle opened {g:%Y-%m-%dT%H:%MZ} inside the last {lookback} "
                         f"candles the model reads{fill}; fill the missing candles (fetch them again)")
-    scaler = Scaler.from_json(json.loads((model_dir / "scaler.json").read_text(encoding="utf-8")))
+    scaler_file = model_dir / "scaler.json"
+    sj = read_json(scaler_file, ScalerFile, hint=WINNER_HINT)
+    if not len(sj["mean"]) == len(sj["std"]) == len(columns):
+        raise RunError(f"{scaler_file}: mean/std hold {len(sj['mean'])}/{len(sj['std'])} values; the model reads "
+                       f"{len(columns)} columns; {WINNER_HINT}")
+    scaler = Scaler.from_json(sj)
     pos = {c: i for i, c in enumerate(names)}
     cols = np.array([pos[c] for c in columns], dtype=np.int64)
     if not np.isfinite(feats[-lookback:, cols]).all():

@@ -47,9 +47,10 @@ import shutil
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 import yaml
+from pydantic import Field
 
 from reports.collect import Run, Trial, load_run
 from reports.registry._versions import (
@@ -66,6 +67,7 @@ from search_spaces.loader import load_spec, validate_raw
 from search_spaces.recipes import data_recipes
 from trainables.errors import RunError, TunefactoryError
 from trainables.pipeline import DataRecipe
+from trainables.records import Record, read_json, read_yaml
 
 ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
 SELECTION = "selection"
@@ -237,6 +239,60 @@ class Winner:
         return sel.get("trained_through") or ((self.metrics.get("spans") or {}).get("train") or [None, None])[1]
 
 
+#: What to do about a damaged winner file.
+WINNER_HINT = "export the winner again"
+
+
+class WinnerTrial(Record):
+    """The trial config inside ``config.yaml`` (what the forecast rebuilds the model's input from)."""
+
+    lookback: Annotated[int, Field(ge=1)]
+    columns: Annotated[list[str], Field(min_length=1)]
+    family: str | None = None
+
+
+class WinnerConfig(Record):
+    """``<ASSET>_<TF>/config.yaml``."""
+
+    trial: WinnerTrial
+
+
+class ModelFacts(Record):
+    """``production`` / ``selection`` in ``metrics.json``."""
+
+    trained_through: str | None = None
+
+
+class WinnerMetrics(Record):
+    """``<ASSET>_<TF>/metrics.json`` (the keys the registry and the forecast read)."""
+
+    trial_id: str | None = None
+    val_rmse_best: float | None = None
+    trained_through: str | None = None
+    production: ModelFacts | None = None
+    selection: ModelFacts | None = None
+    spans: dict[str, Annotated[list[str | None], Field(min_length=2, max_length=2)]] | None = None
+
+
+class RecipeFile(Record):
+    """``<ASSET>_<TF>/recipe.json`` (a :class:`trainables.pipeline.DataRecipe`)."""
+
+    asset: str
+    timeframe: str
+    target: str
+    horizon: Annotated[int, Field(ge=1)]
+    pool: list[dict[str, Any]]
+
+
+def read_recipe(path: Path) -> DataRecipe:
+    """The data recipe of a winner, checked (one line naming the key when damaged)."""
+    raw = read_json(path, RecipeFile, hint=WINNER_HINT)
+    try:
+        return DataRecipe.from_dict(raw)
+    except RunError as e:
+        raise RunError(f"{path}: {e}; {WINNER_HINT}") from None
+
+
 def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
     """Read the current winner of (asset, timeframe).
 
@@ -244,6 +300,8 @@ def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
         RunError: no winner exported there, or its files are unreadable.
     """
     reg = Path(registry)
+    if reg.exists() and not reg.is_dir():
+        raise RunError(f"{reg}: is a file, not a registry folder; pass the folder `tunefactory export` wrote")
     name = folder_name(asset, timeframe)
     link = reg / name
     if not link.exists():
@@ -251,11 +309,8 @@ def load_winner(registry: Path | str, asset: str, timeframe: str) -> Winner:
         raise RunError(f"{reg}: no exported winner for {asset} {timeframe} (registry holds: "
                        f"{', '.join(have) or 'nothing'}); run `tunefactory export RUN_DIR --registry {reg}` first")
     path = link.resolve()  # read every file from one version even if the link moves meanwhile
-    try:
-        config = yaml.safe_load((path / "config.yaml").read_text(encoding="utf-8"))
-        metrics = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, yaml.YAMLError, json.JSONDecodeError) as e:
-        raise RunError(f"{link}: winner files unreadable ({e.__class__.__name__}: {e}); export it again") from None
+    config = read_yaml(path / "config.yaml", WinnerConfig, hint=WINNER_HINT)
+    metrics = read_json(path / "metrics.json", WinnerMetrics, hint=WINNER_HINT)
     w = Winner(path, config, metrics)
     missing = [n for n in ARTIFACTS if not (w.selection_dir / n).is_file()]
     missing += [n for n in ("spec.yaml",) if not (path / n).is_file()]
@@ -286,6 +341,13 @@ def _compare(old: dict[str, Any], run: Run, group: str, t: Trial) -> str | None:
     return None
 
 
+def _check_history(reg: Path) -> None:
+    """Refuse before anything is written when ``history.jsonl`` cannot be appended to."""
+    h = reg / "history.jsonl"
+    if (h.exists() or h.is_symlink()) and not h.is_file():
+        raise RunError(f"{h}: is not a file, so replacements cannot be recorded; move it away")
+
+
 def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: bool = False,
                refit: Refit | None = None) -> list[str]:
     """Export every group's winner; return one human line per group (what happened and why).
@@ -307,6 +369,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
     reg = Path(registry)
     if reg.exists() and not reg.is_dir():
         raise RunError(f"{reg}: registry exists and is not a folder")
+    _check_history(reg)
     recipes = run_recipes(run)
     reg.mkdir(parents=True, exist_ok=True)
     lines = []
@@ -378,6 +441,7 @@ def refit_registry(registry: Path | str, refit: Refit, *, asset: str | None = No
     reg = Path(registry)
     if not reg.is_dir():
         raise RunError(f"{reg}: no such registry folder; run `tunefactory export RUN_DIR --registry {reg}` first")
+    _check_history(reg)
     names = sorted(p.name for p in reg.iterdir() if not p.name.startswith(".") and p.is_dir() and "_" in p.name)
     chosen = [n for n in names if (asset is None or n.rpartition("_")[0] == asset)
               and (timeframe is None or n.rpartition("_")[2] == timeframe)]
@@ -389,11 +453,7 @@ def refit_registry(registry: Path | str, refit: Refit, *, asset: str | None = No
         recover(reg, name)
         a, _, tf = name.rpartition("_")
         w = load_winner(reg, a, tf)
-        f = w.path / "recipe.json"
-        try:
-            recipe = DataRecipe.from_dict(json.loads(f.read_text(encoding="utf-8")))
-        except (OSError, json.JSONDecodeError, RunError) as e:
-            raise RunError(f"{f}: cannot read the recipe ({e}); export the winner again") from None
+        recipe = read_recipe(w.path / "recipe.json")
         vdir = reg / VERSIONS / name
         vdir.mkdir(parents=True, exist_ok=True)
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S%fZ")

@@ -30,6 +30,20 @@ from trainables.features.targets import TARGETS
 ASSET_PATTERN = r"^[A-Z0-9]{2,15}-[A-Z0-9]{2,10}$"
 
 
+def _check_placeholders(path: str) -> None:
+    """Only ``{asset}`` and ``{base}`` may appear in a table path (``str.format`` fills them later)."""
+    import string
+
+    try:
+        names = [f for _, f, _, _ in string.Formatter().parse(path) if f is not None]
+    except ValueError:
+        raise ValueError("unbalanced { or } in the path; only {asset} and {base} are placeholders "
+                         "(write {{ and }} for literal braces)") from None
+    bad = [n for n in names if n not in ("asset", "base")]
+    if bad:
+        raise ValueError(f"unknown placeholder {{{bad[0]}}}; only {{asset}} and {{base}} are replaced")
+
+
 class DataSection(Section):
     """Which candles: assets × timeframes, from the embedded set or a folder of CSVs.
 
@@ -53,6 +67,20 @@ class DataSection(Section):
     #: Wide metric tables (``timestamp`` + one column per metric, Glassnode style), one path
     #: per entry; ``{asset}`` and ``{base}`` (e.g. ``BTC``) are replaced per asset.
     metrics: list[str] = Field(default_factory=list)
+
+    @field_validator("funding")
+    @classmethod
+    def _funding_placeholders(cls, v: bool | str) -> bool | str:
+        if isinstance(v, str):
+            _check_placeholders(v)
+        return v
+
+    @field_validator("metrics")
+    @classmethod
+    def _metrics_placeholders(cls, v: list[str]) -> list[str]:
+        for m in v:
+            _check_placeholders(m)
+        return v
 
     def funding_file(self, asset: str) -> Path | None:
         """The funding-rate file of ``asset`` (None when funding is off)."""

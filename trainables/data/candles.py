@@ -9,6 +9,7 @@ file, the line and the rule, so the CLI can print it and exit 2.
 from __future__ import annotations
 
 import gzip
+import io
 import zlib
 from dataclasses import dataclass, field
 from functools import lru_cache
@@ -17,8 +18,16 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
+from trainables.data.timestamps import (
+    check_aligned,
+    check_increasing,
+    data_lines,
+    file_lines,
+    line_of,
+    parse_utc,
+)
 from trainables.errors import DataError
+from trainables.records import decode, excerpt, read_bytes
 
 #: The folder of embedded candles shipped with the project, in the source tree and in the wheel
 #: (Binance spot, see ``trainables/data/embedded/README.md``).
@@ -130,21 +139,26 @@ def available(directory: Path | None = None) -> dict[str, list[str]]:
     return out
 
 
-def _read_raw(path: Path) -> pd.DataFrame:
-    """Read the CSV as strings, turning decoder failures into one-line DataErrors."""
+def _read_raw(path: Path) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Read the CSV (and the editor lines of its rows when it has blank lines), turning
+    decoder failures into one-line DataErrors."""
+    # Through the reading layer: a size cap (a gzip bomb is refused while it expands) and
+    # strict UTF-8 whose error names the exact line and byte.
+    raw = read_bytes(path, error=DataError, hint="re-download or re-compress the file")
     try:
-        if path.stat().st_size == 0:
+        if not raw:
             raise DataError(f"{path}: file is empty; expected a header line {','.join(COLUMNS)}")
+        decode(raw, path=path, error=DataError)
+        lines = data_lines(raw)
         try:
             # Fast path: numbers parsed by the C reader. Any unparsable cell raises and we
             # re-read everything as text so the message can quote the bad cell and line.
-            fast = pd.read_csv(path, dtype={c: (str if c == "timestamp" else np.float64) for c in COLUMNS},
-                               compression="infer")
+            fast = pd.read_csv(io.BytesIO(raw), dtype={c: (str if c == "timestamp" else np.float64) for c in COLUMNS})
             if list(fast.columns) == list(COLUMNS) and np.isfinite(fast[list(COLUMNS[1:])].to_numpy()).all():
-                return fast
+                return fast, lines
         except (ValueError, TypeError, KeyError):
             pass
-        return pd.read_csv(path, dtype=str, keep_default_na=False, compression="infer")
+        return pd.read_csv(io.BytesIO(raw), dtype=str, keep_default_na=False), lines
     except DataError:
         raise
     except pd.errors.EmptyDataError:
@@ -154,7 +168,7 @@ def _read_raw(path: Path) -> pd.DataFrame:
     except (EOFError, gzip.BadGzipFile, zlib.error) as e:
         raise DataError(f"{path}: gzip stream is truncated or corrupt ({e}); re-download or re-compress the file") from None
     except pd.errors.ParserError as e:
-        raise DataError(f"{path}: not a valid CSV ({str(e).splitlines()[0]})") from None
+        raise DataError(f"{path}: not a valid CSV ({excerpt(str(e).splitlines()[0], 120)})") from None
 
 
 def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None = None,
@@ -181,7 +195,7 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
     cols = [c.strip() for c in raw.columns]
     if cols != list(COLUMNS):
         hint = " (is the delimiter a comma?)" if len(cols) == 1 and len(cols[0]) > 12 else ""
-        raise DataError(f"{path}: header: expected columns {','.join(COLUMNS)}; got {','.join(cols)}{hint}")
+        raise DataError(f"{path}: header: expected columns {','.join(COLUMNS)}; got {excerpt(','.join(cols), 120, plain=True)}{hint}")
     raw = raw.set_axis(cols, axis=1)
     if raw.empty:
         raise DataError(f"{path}: file has a header but no candles")
@@ -196,7 +210,7 @@ def validate_candles(raw: pd.DataFrame, path: Path | str, timeframe: str | None 
         bad = ~np.isfinite(arr)
         if bad.any():
             i = int(np.flatnonzero(bad)[0])
-            raise DataError(f"{path}: line {line_of(i)}: {c} {col.iloc[i]!r} is not a finite number; "
+            raise DataError(f"{path}: line {line_of(i)}: {c} {excerpt(col.iloc[i])} is not a finite number; "
                             "missing candles must be left out, not written as empty/NaN")
         values[c] = arr
 
@@ -239,11 +253,13 @@ def read_candles(path: Path | str, timeframe: str | None = None) -> pd.DataFrame
     """
     path = Path(path)
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
+        raise DataError(f"{path}: {'is a folder, not a candle file' if path.is_dir() else 'no such file'}")
     if timeframe is None:
         tf = path.name.split(".csv")[0].rpartition("_")[2]
         timeframe = tf if tf in TIMEFRAMES else None
-    return validate_candles(_read_raw(path), path, timeframe)
+    raw, lines = _read_raw(path)
+    with file_lines(lines):
+        return validate_candles(raw, path, timeframe)
 
 
 def resample(candles: pd.DataFrame, base_tf: str, target_tf: str) -> pd.DataFrame:

@@ -8,12 +8,16 @@ one-line :class:`~trainables.errors.DataError` naming the file, the editor line 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 from trainables.errors import DataError
+from trainables.records import excerpt
 
 #: The canonical timestamp format: what the embedded files hold and ``data fetch`` writes.
 TS_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
@@ -26,8 +30,39 @@ _OFFSET = r"[+-]\d\d:?\d\d"
 _UTC_OFFSET = r"[+-]00:?00"
 
 
+#: Editor lines of the data rows of the file being validated, when it has blank lines (the
+#: CSV reader skips them, so row i is then not line i + 2); set by :func:`file_lines`.
+_LINES: ContextVar[np.ndarray | None] = ContextVar("_LINES", default=None)
+
+
+def data_lines(raw: bytes) -> np.ndarray | None:
+    """Editor lines (1-based) of the data rows of a CSV, or None when it has no blank line.
+
+    Rows are the non-blank lines after the header (itself the first non-blank line), as
+    the CSV reader sees them; blank lines are counted, so messages name the line an
+    editor shows.
+    """
+    if b"\n\n" not in raw and b"\n\r\n" not in raw and raw[:1] not in (b"\n", b"\r"):
+        return None
+    nonblank = [i for i, line in enumerate(raw.split(b"\n"), start=1) if line.strip()]
+    return np.array(nonblank[1:], dtype=np.int64)
+
+
+@contextmanager
+def file_lines(lines: np.ndarray | None) -> Iterator[None]:
+    """Within the block, :func:`line_of` maps rows to ``lines`` (from :func:`data_lines`)."""
+    token = _LINES.set(lines)
+    try:
+        yield
+    finally:
+        _LINES.reset(token)
+
+
 def line_of(row: int) -> int:
-    """The editor line of data row ``row`` (0-based, after the header line)."""
+    """The editor line of data row ``row`` (0-based, after the header line; blank lines counted)."""
+    lines = _LINES.get()
+    if lines is not None and 0 <= int(row) < len(lines):
+        return int(lines[int(row)])
     return int(row) + _FIRST_LINE
 
 
@@ -43,14 +78,14 @@ def _check_zones(path: Path | str, ts_str: pd.Series, *, zone_required: bool, ex
             return
         i = _first(~utc.to_numpy())
         why = "is not UTC" if re.search(_OFFSET + "$", ts_str.iloc[i]) else "has no time zone"
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]!r} {why}; "
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i])} {why}; "
                         f"write every timestamp in UTC, e.g. {example}")
     # Candle files have always accepted a zone-less time as UTC; only a real offset is wrong.
     offset = ts_str.str.extract(f"({_OFFSET})$", expand=False)
     bad = offset.notna() & ~offset.fillna("").str.fullmatch(_UTC_OFFSET)
     if bad.any():
         i = _first(bad.to_numpy())
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]!r} is not UTC; "
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i])} is not UTC; "
                         "write every timestamp in UTC ('...Z')")
 
 
@@ -84,7 +119,7 @@ def parse_utc(path: Path | str, ts_str: pd.Series, *, zone_required: bool, examp
         ts = pd.to_datetime(ts_str, utc=True, errors="coerce", format="ISO8601")
     if ts.isna().any():
         i = _first(ts.isna().to_numpy())
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]!r} is not an ISO-8601 "
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i])} is not an ISO-8601 "
                         f"date-time; use e.g. {example}")
     now = now if now is not None else pd.Timestamp.now(tz="UTC")
     # Range checks come before any conversion to nanoseconds: a mistyped year (2999) is
@@ -93,7 +128,7 @@ def parse_utc(path: Path | str, ts_str: pd.Series, *, zone_required: bool, examp
                        (ts < _EPOCH, "is before 1970; check the year")):
         if mask.any():
             i = _first(mask.to_numpy())
-            raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]} {rule}")
+            raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i], plain=True)} {rule}")
     return ts_str, ts
 
 
@@ -113,11 +148,11 @@ def check_increasing(path: Path | str, ts_str: pd.Series, ts: pd.Series, *, what
     d = np.diff(ns)
     if (d == 0).any():
         i = _first(d == 0) + 1
-        raise DataError(f"{path}: line {line_of(i)}: duplicate timestamp {ts_str.iloc[i]}; "
+        raise DataError(f"{path}: line {line_of(i)}: duplicate timestamp {excerpt(ts_str.iloc[i], plain=True)}; "
                         f"each {what} must appear once")
     if (d < 0).any():
         i = _first(d < 0) + 1
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i]} is earlier than the "
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i], plain=True)} is earlier than the "
                         f"line before ({ts_str.iloc[i - 1]}); sort the file by timestamp")
     return ns
 
@@ -139,4 +174,4 @@ def check_aligned(path: Path | str, ts_str: pd.Series, ns: np.ndarray, step: pd.
     mis = ns % step.value != 0
     if mis.any():
         i = _first(mis)
-        raise DataError(f"{path}: line {line_of(i)}: timestamp {ts_str.iloc[i].strip()} is not aligned to {to}")
+        raise DataError(f"{path}: line {line_of(i)}: timestamp {excerpt(ts_str.iloc[i].strip(), plain=True)} is not aligned to {to}")

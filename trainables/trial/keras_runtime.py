@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 
 from trainables.errors import RunError
+from trainables.records import excerpt
 from trainables.trial.config import TrialConfig
 
 #: Receives one result row per epoch (Tune's report in a sweep, a list's append in a test).
@@ -287,14 +288,41 @@ def save_model(model: Any, path: Path) -> None:
     model.save(path)
 
 
-def load_model(path: Path) -> Any:
-    """A model saved by :func:`save_model`, uncompiled (for inference), custom layers included."""
+def load_model(path: Path, *, hint: str = "export the winner again") -> Any:
+    """A model saved by :func:`save_model`, uncompiled (for inference), custom layers included.
+
+    Keras' safe mode stays on: a config that names a Python lambda, or a class outside
+    Keras and our layers (``os.system``), is refused.
+
+    Raises:
+        RunError: the file is missing, not a ``.keras`` archive, or its config is refused
+            or does not build (one line; Keras' own message cut to an excerpt).
+    """
+    if not path.is_file():
+        raise RunError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}; {hint}")
     import keras
 
     # Lazy: it imports Keras (~3 s); importing it registers the custom layers a model may use.
     import trainables.models.attention  # noqa: F401
 
-    return keras.models.load_model(path, compile=False)
+    try:
+        return keras.models.load_model(path, compile=False, safe_mode=True)
+    except Exception as e:  # a hostile archive may raise anything from zipfile, h5py or Keras
+        raise RunError(f"{path}: {_load_failure(e, path)}; {hint}") from None
+
+
+def _load_failure(e: Exception, path: Path) -> str:
+    """Why Keras could not load ``path``, in a few words (its own messages run to KBs and repeat the path)."""
+    import zipfile
+
+    text = " ".join(str(e).replace(str(path), "FILE").split()) or e.__class__.__name__
+    if "safe_mode" in text:
+        return "refused by Keras safe mode (its config holds Python code: a lambda)"
+    if isinstance(e, zipfile.BadZipFile) or "File not found" in text or "zip" in text.lower():
+        return "not a .keras archive (a zip holding config.json and the weights)"
+    if "Could not locate" in text or "could not be deserialized" in text or "Unknown layer" in text:
+        return "refused: its config names a class that is neither a Keras layer nor one of ours"
+    return f"not a loadable Keras model ({excerpt(text, 80)})"
 
 
 # ----------------------------------------------------------------------------- the epoch callback

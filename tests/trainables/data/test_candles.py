@@ -204,7 +204,8 @@ CANDLE_CASES = [
                                                                     r"timestamp,open,high,low,close,volume"),
     ("empty", b"", False, r"file is empty"),
     ("truncated_gzip", gzip.compress(GOOD_BYTES * 300)[:-40], True, r"gzip stream is truncated or corrupt"),
-    ("non_utf8", H + R1 + b"2021-01-01T01:00:00Z,11,13,10,12,6\xff\n", False, r"byte \d+: not UTF-8 text"),
+    ("non_utf8", H + R1 + b"2021-01-01T01:00:00Z,11,13,10,12,6\xff\n", False,
+     r"line 3, byte 35: not UTF-8 \(byte 0xff\)"),
     ("wrong_delimiter", GOOD_BYTES.replace(b",", b";"), False, r"header: .*is the delimiter a comma\?"),
     ("future", H + R1 + b"2099-01-01T01:00:00Z,11,13,10,12,6\n", False, r"line 3: timestamp 2099-01-01T01:00:00Z "
                                                                        r"is in the future"),
