@@ -61,6 +61,16 @@ def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path: Path, t
         stop_tree(tree, grace=10)
     before = _finished(run)
     assert 2 <= len(before) < 5, "the kill must land mid-sweep"
+    # Killed: no sweep-finished marker, so a report built now is partial while a trial had not ended.
+    from reports.build import build_report
+    from reports.collect import FINISHED_MARKER, load_run
+
+    assert not (run / FINISHED_MARKER).exists()
+    killed = load_run(run)
+    build_report(run)
+    summary = json.loads((run / "report" / "summary.json").read_text())
+    open_trials = sum(not t.closed for t in killed.trials)
+    assert summary["partial"] == ({"missing": open_trials, "total": len(killed.trials)} if open_trials else None)
 
     res = subprocess.run([str(BIN / "tunefactory"), "resume", str(run), "--num-cpus", "2"], cwd=ROOT, env=env,
                          capture_output=True, text=True, timeout=600, check=False)
@@ -82,6 +92,9 @@ def test_sigkill_then_resume_finishes_every_trial_exactly_once(tmp_path: Path, t
     board = pd.read_csv(run / "report" / "leaderboard.csv")
     assert sorted(board["trial_id"].astype(str)) == sorted(t.name.removeprefix("trial_") for t in trials)
     assert set(board["status"]) == {"finished"}
+    # resume saw the sweep end: the marker is back and the report it wrote is not partial
+    assert json.loads((run / FINISHED_MARKER).read_text())["finished"]
+    assert json.loads((run / "report" / "summary.json").read_text())["partial"] is None
 
 
 @pytest.mark.parametrize(("sig", "code"), [(signal.SIGINT, 130), (signal.SIGTERM, 143)])
