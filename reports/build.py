@@ -492,8 +492,8 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
                         else "")
             else:
                 notes.append(f"Parallel-coordinate, slice and contour plots are left out: this group has "
-                             f"{len(trials)} trials, above {OPTUNA_PLOTS_MAX} their data would make the page slow. "
-                             "leaderboard.csv holds every trial's parameters.")
+                             f"{len(trials):,} trials, and above {OPTUNA_PLOTS_MAX:,} their data would make the page "
+                             "slow. leaderboard.csv holds every trial's parameters.")
         else:
             notes.append(f"Parameter importance: {note}.")
         # The top k is compared with all scored trials only when it is at most half of them:

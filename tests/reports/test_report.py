@@ -454,3 +454,22 @@ def test_cumulative_error_chart_ends_at_the_total_squared_error_difference() -> 
     assert charts.fig_cumulative_error(pred.drop(columns="y_persistence")) is None
     scatter = charts.fig_predictions(pred, target="multiplier")
     assert list(scatter.data[0].x) == list(pred["y_true"]) and list(scatter.data[0].y) == list(pred["y_pred"])
+
+
+def test_large_groups_sample_fanova_and_leave_out_optuna_plots(small_run: Path, tmp_path: Path,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from reports import build, charts
+
+    monkeypatch.setattr(charts, "FANOVA_MAX_TRIALS", 30)
+    imp, note = charts.importances(charts.build_study(_fake_trials(60)))
+    assert note == "fANOVA over a random 30 of the 60 scored trials (seed 0)"
+    assert next(iter(imp)) == "lookback" and imp["lookback"] > 0.5, imp  # the sample still finds it
+
+    monkeypatch.setattr(build, "OPTUNA_PLOTS_MAX", 3)
+    run = copy_run(small_run, tmp_path / "run")
+    build_report(run)
+    html = (run / "report" / "index.html").read_text()
+    kinds = re.findall(r'data-kind="(\w+)"', html)
+    assert "importance" in kinds and not {"parallel", "slice", "contour"} & set(kinds)
+    assert ("Parallel-coordinate, slice and contour plots are left out: this group has 4 trials, and above 3 their "
+            "data would make the page slow.") in html
