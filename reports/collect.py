@@ -207,8 +207,11 @@ def load_run(run_dir: Path | str) -> Run:
             if t is not None:
                 trials.append(t)
     finished: Any = None
-    with contextlib.suppress(OSError, json.JSONDecodeError):
-        finished = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+    if (run_dir / FINISHED_MARKER).is_file():
+        # Through the reading layer (size cap, strict JSON); a damaged marker counts as none:
+        # the report may then say "partial", which is the safe side.
+        with contextlib.suppress(RunError):
+            finished = read_json(run_dir / FINISHED_MARKER)
     return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta,
                finished if isinstance(finished, dict) else None)
 

@@ -438,6 +438,9 @@ def test_partial_report_is_labelled_until_the_sweep_finished_marker_exists(small
     marker.write_text(json.dumps({"finished": "2026-12-01T10:00:00Z", "fit_seconds": 3.0}))
     build_report(run)
     assert "(partial)" not in (run / "report" / "index.html").read_text()
+    marker.write_text('{"finished": "2026-12-01T10:0')  # damaged: counts as no marker, not as an error
+    build_report(run)
+    assert "(partial)" in (run / "report" / "index.html").read_text()
 
 
 def test_cumulative_error_chart_ends_at_the_total_squared_error_difference() -> None:
