@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -471,3 +474,28 @@ def test_hostile_input_is_one_line_exit_2_nothing_written(
     assert case.names in lines[0], lines[0]
     assert case.hidden not in lines[0], lines[0]
     assert _snapshot(tmp_path) == before, "files were written or changed"
+
+
+#: Cases run again as a real process: what a user's terminal gets, file descriptor 2
+#: included (TensorFlow's C++ start-up lines, library warnings), not only ``sys.stderr``.
+PROCESS_CASES = ["params-list", "model-corrupt", "scaler-wrong-width", "spec-base-passwd", "data-gzip-bomb",
+                 "resume-searcher-truncated", "run-num-cpus-negative"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in PROCESS_CASES], ids=PROCESS_CASES)
+def test_hostile_input_as_a_process_prints_one_line(case: Case, world: tuple[Path, str], tmp_path: Path) -> None:
+    src, trial = world
+    FILL["trial"] = trial
+    w = tmp_path / "w"
+    shutil.copytree(src, w, symlinks=True)
+    case.mutate(w)
+    argv = [a.replace("{w}", str(w)) for a in case.argv(w)]
+    before = _snapshot(tmp_path)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and len(lines[0]) < 300 and case.names in lines[0], lines
+    assert _snapshot(tmp_path) == before
