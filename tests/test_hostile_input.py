@@ -314,6 +314,12 @@ CASES: list[Case] = [
     Case("resume-searcher-issued-text", lambda w: resign(w, edit_json(
         f"run/{next((w / 'run').glob('searcher-state-*.pkl')).name}", setk("issued", {"BTC-USDT/1d": "4"}))),
         lambda w: ["resume", str(w / "run")], "issued.BTC-USDT/1d: expected a valid integer"),
+    Case("confirm-summary-truncated", write("run/confirm/summary.json", '{"ranking": [{"group": "BTC-USDT/1d", '),
+         report, "summary.json: line 1, column"),
+    Case("confirm-summary-ranking-mapping", write("run/confirm/summary.json", '{"ranking": {"group": 1}}'), report,
+         "summary.json: ranking: expected a valid list"),
+    Case("confirm-summary-no-verdict", write("run/confirm/summary.json", json.dumps(
+        {"ranking": [{"group": "BTC-USDT/1d", "trial_id": "x", "runs": 3}]})), report, "ranking[0].verdict: missing"),
     # registry: config.yaml, metrics.json, recipe.json
     Case("config-syntax", write(f"{W}/config.yaml", "trial: [1,\n"), forecast(), "config.yaml: line"),
     Case("config-list", write(f"{W}/config.yaml", "- 1\n"), forecast(), "config.yaml: (top level)"),

@@ -360,7 +360,7 @@ def read_csv(path: Path | str, *, columns: dict[str, str], optional: dict[str, s
     for name, kind in present.items():
         raw = df[name]
         if kind == "float":
-            typed = pd.to_numeric(raw.str.strip(), errors="coerce")
+            typed = pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
             bad = typed.isna() & (raw.str.strip().str.lower() != "nan")
             what = "a number"
         elif kind == "time":
