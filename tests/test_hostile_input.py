@@ -201,6 +201,13 @@ def blank_lines_then_bad_cell(w: Path) -> None:
     p.write_text("\n".join(lines[:10]) + "\n\n\n\n" + "\n".join(lines[10:]) + "\n")
 
 
+def metric_bomb(w: Path) -> None:
+    """A spec whose metric table (a real gzip file) expands past the size cap."""
+    gzip_bomb("data/BTC_m.csv.gz", 300 << 20)(w)
+    (w / "spec.yaml").write_text(TINY_SPEC.replace(
+        "  start: 2021-01-01\n", f"  start: 2021-01-01\n  metrics: [{json.dumps(str(w / 'data' / '{base}_m.csv.gz'))}]\n"))
+
+
 # --- the commands -----------------------------------------------------------------------
 
 def report(w: Path) -> list[str]:
@@ -399,6 +406,8 @@ CASES: list[Case] = [
     # data files
     Case("data-gzip-bomb", gzip_bomb("data/BTC-USDT_1d.csv.gz", 300 << 20), check("BTC-USDT_1d.csv.gz"),
          "BTC-USDT_1d.csv.gz"),
+    Case("run-metric-table-gzip-bomb", metric_bomb, fixed("run", "{w}/spec.yaml", "--storage", "{w}/runs"),
+         "BTC_m.csv.gz: expands to more than"),
     Case("data-gzip-truncated", lambda w: (w / "data" / "BTC-USDT_1d.csv.gz").write_bytes(
         zlib.compress((w / CSV).read_bytes())[:1000]), check("BTC-USDT_1d.csv.gz"), "BTC-USDT_1d.csv.gz"),
     Case("data-not-utf8", replace(CSV, b"\n2024-01-02", b"\n2024-01-0\xff"), check("BTC-USDT_1d.csv"),
