@@ -64,8 +64,8 @@ def loss_differential(t: Trial) -> tuple[np.ndarray, np.ndarray] | None:
         p = read_predictions(f)
         d = (p["y_pred"] - p["y_true"]) ** 2 - (p["y_persistence"] - p["y_true"]) ** 2
         ts = p["timestamp"]
-    except (OSError, ValueError, KeyError):
-        return None
+    except (OSError, ValueError, KeyError, RunError):
+        return None  # a run without usable predictions has no DM test; its scores still count
     return (ts, d) if len(d) and np.all(np.isfinite(d)) else None
 
 
