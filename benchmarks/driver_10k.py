@@ -137,6 +137,30 @@ class StateWrites:
         cls.sync_up_experiment_state = timed
 
 
+class TrialCopies:
+    """Times the copies of single trial folders to storage (``cluster.ray_runtime.copy_trial_folder``).
+
+    Wraps the module function the callback calls, not Ray's copy routine: Tune's syncer
+    keeps its last command in every trial's pickled state, and a wrapper there would be
+    pickled by value and inflate the state this benchmark measures.
+    """
+
+    def __init__(self) -> None:
+        from cluster import ray_runtime
+
+        self.count, self.seconds = 0, 0.0
+        original = ray_runtime.copy_trial_folder
+        outer = self
+
+        def timed(trial: Any) -> None:
+            t0 = time.perf_counter()
+            original(trial)
+            outer.count += 1
+            outer.seconds += time.perf_counter() - t0
+
+        ray_runtime.copy_trial_folder = timed  # type: ignore[assignment]
+
+
 class Finishes:
     """When each trial ended, as the driver saw it: the sweep's progress callback is timed.
 
@@ -231,6 +255,7 @@ def main(argv: list[str] | None = None) -> int:
     tame_third_party()
     rt.init_ray(None, num_cpus=args.num_cpus)
     writes = StateWrites()
+    copies = TrialCopies()
     write_run_header(str(run), loaded, datasets, prepare_seconds=0.0)
     ends = Finishes()  # before build_tuner: the progress callback binds Progress.line there
     tuner = build_tuner(loaded.spec, datasets, str(run))
@@ -264,12 +289,14 @@ def main(argv: list[str] | None = None) -> int:
           f"searcher state: {sum(p.stat().st_size for p in searcher) / 1e6:.2f} MB")
     print(f"state snapshots: {writes.count}, {writes.seconds:.1f}s in all ({writes.seconds / wall * 100:.1f}% of the "
           f"sweep), longest {writes.longest:.2f}s")
+    print(f"trial folders copied to storage one by one: {copies.count}, {copies.seconds:.1f}s in all")
     print(f"run folder: {total / max(trials, 1) / 1e3:.1f} KB per trial in trial folders; by file (KB/trial): "
           + ", ".join(f"{k} {v / max(trials, 1) / 1e3:.1f}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])))
     out = {"trials": args.trials, "ended": len(times), "epochs": args.epochs, "algorithm": args.algorithm,
            "wall_s": wall, "chunks": rows, "last_first_ratio": ratio, "driver_peak_rss_mb": peak_mb,
            "experiment_state_bytes": state_bytes, "state_snapshots": writes.count,
            "state_write_s": writes.seconds, "state_write_longest_s": writes.longest,
+           "trial_copies": copies.count, "trial_copy_s": copies.seconds,
            "bytes_per_trial": total / max(trials, 1), "bytes_per_trial_by_file": {k: v / max(trials, 1)
                                                                                   for k, v in by.items()}}
     if args.json:
