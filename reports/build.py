@@ -195,8 +195,8 @@ def _group_table(table: list[tuple[str, str, str, str]], params: list[str]) -> l
 def _rows_html(rows: list[dict[str, Any]], page_size: int) -> markupsafe.Markup:
     """The trial table's body, rows past the first page hidden (the page script pages them).
 
-    Built here rather than in the template: 10,000 rows × 20 cells cost ~3 s of Jinja
-    attribute lookups and a tenth of that as f-strings. Every value goes through ``escape``.
+    Built here rather than in the template: 10,000 rows × 20 cells take 1.6 s CPU as Jinja
+    loops and 0.3 s as f-strings (same HTML). Every value goes through ``escape``.
     """
     esc = markupsafe.escape
     out = []

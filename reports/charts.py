@@ -278,13 +278,13 @@ def fig_cumulative_error(pred: pd.DataFrame) -> Any | None:
     x = pd.to_datetime(pred["timestamp"], utc=True)
     y = pred["y_true"].astype(float)
     diff = ((y - pred["y_persistence"].astype(float)) ** 2 - (y - pred["y_pred"].astype(float)) ** 2).cumsum()
-    fig = _fig(title={"text": "Cumulative squared error: persistence minus winner (up = winner better)",
-                      "font": {"size": 13}})
+    # Short title: the always-visible toolbar takes the top right of the chart.
+    fig = _fig(title={"text": "Cumulative squared-error difference vs persistence", "font": {"size": 13}})
     fig.add_trace(go.Scatter(x=x, y=diff, name="Σ (e²persistence − e²winner)", mode="lines",
                              line={"color": "#1f5fbf", "width": 1.5}))
     fig.add_hline(y=0.0, line_dash="dot", line_color="#a00", annotation_text="no difference",
                   annotation_position="bottom left")
-    fig.update_yaxes(title_text="cumulative difference")
+    fig.update_yaxes(title_text="Σ e²persistence − e²winner (up: winner better)")
     fig.update_xaxes(title_text="forecast made at the close of (candle open time)")
     return fig
 
@@ -305,7 +305,7 @@ def optuna_figures(study: Any, imp: dict[str, float], *, top: int = 6) -> list[t
     specs = [("parallel", "Parallel coordinates (most important parameters)", ov.plot_parallel_coordinate,
               names), ("slice", "Slice: val RMSE against each important parameter", ov.plot_slice, names)]
     if len(names) >= 2:
-        specs.append(("contour", f"Contour of the two most important: {names[0]} × {names[1]}", ov.plot_contour,
+        specs.append(("contour", f"Contour of the top two: {names[0]} × {names[1]}", ov.plot_contour,
                       names[:2]))
     for kind, title, plot, params in specs:
         fig = plot(study, params=params, target_name="val RMSE")
