@@ -174,11 +174,13 @@ class Finishes:
         from cluster.progress import Progress
 
         self.times: list[float] = []
+        self.cpu: list[float] = []  # the driver process's CPU seconds (all threads) at each end
         original = Progress.line
         outer = self
 
         def line(prog: Any, trial: Any, *, error: bool = False) -> None:
             outer.times.append(time.time())
+            outer.cpu.append(time.process_time())
             original(prog, trial, error=error)
 
         Progress.line = line  # type: ignore[method-assign,assignment]
@@ -274,16 +276,22 @@ def main(argv: list[str] | None = None) -> int:
     total, trials, by = folder_bytes(run)
     print(f"\ndriver_10k: {len(times)} trials ended of {args.trials} in {wall:.0f}s "
           f"({len(times) / wall * 3600:.0f}/h overall), {args.epochs} synthetic epochs, {args.algorithm}")
-    print(f"{'trials':>13} {'seconds':>8} {'per hour':>9} {'driver RSS MB':>14} {'state writes s':>15}")
+    # Driver CPU per trial does not depend on what else the machine runs, unlike the rate.
+    print(f"{'trials':>13} {'seconds':>8} {'per hour':>9} {'driver CPU ms/trial':>20} {'driver RSS MB':>14} "
+          f"{'state writes s':>15}")
     prev = t0
     for r in rows:
         in_chunk = sum(dt for ts, dt in writes.times if prev < ts <= r["end"])
         prev = r["end"]
-        print(f"{r['first']:>6}-{r['last']:<6} {r['seconds']:8.1f} {r['per_hour']:9.0f} {mem.at(r['end']):14.0f} "
-              f"{in_chunk:15.1f}")
+        a, b = int(r["first"]) - 1, int(r["last"]) - 1
+        cpu_ms = (ends.cpu[b] - (ends.cpu[a - 1] if a else ends.cpu[0])) / max(b - a + (1 if a else 0), 1) * 1000
+        r["driver_cpu_ms_per_trial"] = cpu_ms
+        print(f"{r['first']:>6}-{r['last']:<6} {r['seconds']:8.1f} {r['per_hour']:9.0f} {cpu_ms:20.1f} "
+              f"{mem.at(r['end']):14.0f} {in_chunk:15.1f}")
+    load = os.getloadavg()[0]
     ratio = rows[-1]["per_hour"] / rows[0]["per_hour"] if len(rows) > 1 else float("nan")
     state_bytes = state[-1].stat().st_size if state else 0
-    print(f"last/first chunk rate: {ratio:.2f}")
+    print(f"last/first chunk rate: {ratio:.2f} (load average {load:.1f} on {os.cpu_count()} CPUs at the end)")
     print(f"driver peak RSS: {peak_mb:.0f} MB")
     print(f"experiment_state: {state_bytes / 1e6:.2f} MB ({state_bytes / max(trials, 1) / 1e3:.1f} KB/trial); "
           f"searcher state: {sum(p.stat().st_size for p in searcher) / 1e6:.2f} MB")
@@ -293,7 +301,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"run folder: {total / max(trials, 1) / 1e3:.1f} KB per trial in trial folders; by file (KB/trial): "
           + ", ".join(f"{k} {v / max(trials, 1) / 1e3:.1f}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])))
     out = {"trials": args.trials, "ended": len(times), "epochs": args.epochs, "algorithm": args.algorithm,
-           "wall_s": wall, "chunks": rows, "last_first_ratio": ratio, "driver_peak_rss_mb": peak_mb,
+           "wall_s": wall, "chunks": rows, "load_average": load, "last_first_ratio": ratio, "driver_peak_rss_mb": peak_mb,
            "experiment_state_bytes": state_bytes, "state_snapshots": writes.count,
            "state_write_s": writes.seconds, "state_write_longest_s": writes.longest,
            "trial_copies": copies.count, "trial_copy_s": copies.seconds,
