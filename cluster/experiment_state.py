@@ -14,6 +14,7 @@ from typing import Annotated, Any
 from pydantic import Field
 
 from cluster import storage as st
+from cluster.progress import METRIC
 from trainables.errors import RunError
 from trainables.records import MAX_BYTES, Record, check, decode, parse_json
 
@@ -86,71 +87,181 @@ def _fs(location: str) -> tuple[Any, str]:
     return pafs.LocalFileSystem(), str(Path(location).resolve())
 
 
+#: The Optuna journal in a run folder (one study per asset/timeframe, named like the group).
+JOURNAL = "optuna.journal"
+
+
+def _rows(fs: Any, trial_path: str) -> list[dict[str, Any]]:
+    """The result rows of a trial folder (``result.json``; [] when there is none)."""
+    import pyarrow.fs as pafs
+
+    path = f"{trial_path}/result.json"
+    if fs.get_file_info(path).type != pafs.FileType.File:
+        return []
+    with fs.open_input_stream(path) as fh:
+        text = bytes(fh.read()).decode("utf-8", errors="replace")
+    rows = []
+    for line in text.splitlines():
+        try:
+            row = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut by the kill
+        if isinstance(row, dict):
+            rows.append(row)
+    return rows
+
+
+def _ended(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
+    """The row a trial ended with: its final row (test scores), or the last row of a trial ASHA
+    stopped (Ray 2.60 marks that one ``done`` too); None while it was still running."""
+    final = next((r for r in reversed(rows) if r.get("done") is True and "test_rmse" in r), None)
+    if final is not None:
+        return final
+    return rows[-1] if rows and rows[-1].get("done") is True else None
+
+
 def _trial_finished(fs: Any, trial_path: str) -> dict[str, Any] | None:
     """The final result row of a trial folder (``done`` with test scores), or None.
 
     A trial ASHA stopped also ends with ``done=True`` in Ray 2.60; only a finished trial's
     last row carries the test scores.
     """
+    rows = _rows(fs, trial_path)
+    return next((r for r in reversed(rows) if r.get("done") is True and "test_rmse" in r), None)
+
+
+def optuna_trial_json(t: Any) -> dict[str, Any]:
+    """An Optuna ``FrozenTrial`` as the searcher's state file holds it (``cluster.searcher``)."""
+    from optuna.distributions import distribution_to_json
+
+    return {"state": t.state.name, "value": t.value, "params": t.params,
+            "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
+            "user_attrs": t.user_attrs, "system_attrs": t.system_attrs}
+
+
+def _journal_trials(fs: Any, root: str) -> dict[str, dict[str, Any]]:
+    """Tune trial id -> its Optuna trial (state-file JSON) from the run's journal ({} without one).
+
+    The searcher mirrors every trial into ``optuna.journal`` as it ends (local run folders
+    only), so the journal knows the Optuna parameters of trials that ended after the last
+    snapshot.
+    """
     import pyarrow.fs as pafs
 
-    path = f"{trial_path}/result.json"
-    if fs.get_file_info(path).type != pafs.FileType.File:
-        return None
+    if not isinstance(fs, pafs.LocalFileSystem) or fs.get_file_info(f"{root}/{JOURNAL}").type != pafs.FileType.File:
+        return {}
+    import optuna
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    out: dict[str, dict[str, Any]] = {}
+    try:
+        storage = JournalStorage(JournalFileBackend(f"{root}/{JOURNAL}"))
+        for summary in optuna.get_all_study_summaries(storage):
+            study = optuna.load_study(study_name=summary.study_name, storage=storage)
+            for t in study.get_trials(deepcopy=False):
+                tid = t.user_attrs.get("tune_trial_id")
+                if tid:
+                    out[str(tid)] = optuna_trial_json(t)
+    except Exception:  # a journal cut mid-write: adopt without Optuna parameters rather than fail the resume
+        return out
+    return out
+
+
+def _newest(fs: Any, root: str, prefix: str, suffix: str) -> str | None:
+    import pyarrow.fs as pafs
+
+    found = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
+                   if i.base_name.startswith(prefix) and i.base_name.endswith(suffix))
+    return found[-1] if found else None
+
+
+def _read_json(fs: Any, path: str) -> Any:
     with fs.open_input_stream(path) as fh:
-        text = bytes(fh.read()).decode("utf-8", errors="replace")
-    for line in reversed(text.splitlines()):
-        try:
-            row = json.loads(line)
-        except json.JSONDecodeError:
-            continue
-        if row.get("done") is True and "test_rmse" in row:
-            return row
-    return None
+        return json.loads(bytes(fh.read()).decode("utf-8"))
 
 
-def reconcile_state(location: str) -> dict[str, list[str]]:
-    """Make Tune's experiment state agree with the trial folders before ``Tuner.restore``.
+def _write_json(fs: Any, path: str, data: Any) -> None:
+    tmp = f"{path}.tmp"
+    with fs.open_output_stream(tmp) as out:
+        out.write(json.dumps(data).encode("utf-8"))
+    fs.move(tmp, path)
 
-    A driver killed between a trial's final result and the next state snapshot leaves
-    that trial RUNNING in the state although its final row and checkpoint are on disk;
-    restoring as is would train it again. Such trials are marked TERMINATED. Unfinished
-    trials without a checkpoint restart from scratch, so their partial epoch rows are
-    cleared (the history then holds each epoch once).
+
+def _tell(searcher: dict[str, Any], trial_id: str, row: dict[str, Any], metric: str) -> None:
+    """Do to the searcher's saved state what ``on_trial_complete`` would have done for an ended trial."""
+    group, number = searcher["live"].pop(trial_id, (None, None))
+    trials = searcher["studies"].get(group) if group is not None else None
+    if trials is None or number is None or not 0 <= int(number) < len(trials):
+        return  # a grid group (no study), or not the searcher's
+    value = row.get(metric)
+    ok = isinstance(value, (int, float)) and value == value
+    trials[int(number)].update(state="COMPLETE" if ok else "FAIL", value=float(value) if ok and value is not None
+                               else None)
+
+
+def reconcile_state(location: str, *, metric: str = METRIC) -> dict[str, list[str]]:
+    """Make Tune's experiment state and the searcher's agree with the trial folders before ``Tuner.restore``.
+
+    Tune snapshots its state on a time budget (:func:`cluster.ray_runtime.bound_state_snapshots`),
+    so a driver killed mid-sweep leaves trial folders newer than the snapshot:
+
+    - a trial the snapshot has as running that ended since (its final row, or its last row
+      when ASHA stopped it, is on disk) is marked TERMINATED, and the searcher's state
+      records its result, instead of training it again ("finished");
+    - an unfinished trial of the snapshot without a checkpoint restarts from scratch, so its
+      partial epoch rows are cleared and the history holds each epoch once ("cleared");
+    - a trial that started after the snapshot and ended is kept: the searcher's state
+      counts it as issued and its Optuna study gets it from the run's Optuna journal
+      ("adopted"), so it is neither run again nor replaced by a new trial;
+    - a trial that started after the snapshot and had not ended is removed: Tune cannot
+      resume a trial it never saw, and its trial number is issued again ("discarded").
 
     Returns:
-        ``{"finished": [...], "cleared": [...]}`` trial ids.
+        ``{"finished", "cleared", "adopted", "discarded"}``: trial ids of each kind.
     """
     import pyarrow.fs as pafs
 
     fs, root = _fs(location)
-    states = sorted(i.path for i in fs.get_file_info(pafs.FileSelector(root))
-                    if i.base_name.startswith("experiment_state-") and i.base_name.endswith(".json"))
-    done: dict[str, list[str]] = {"finished": [], "cleared": []}
-    if not states:
+    done: dict[str, list[str]] = {"finished": [], "cleared": [], "adopted": [], "discarded": []}
+    state_path = _newest(fs, root, "experiment_state-", ".json")
+    if state_path is None:
         return done
-    where = Path(states[-1])
-    with fs.open_input_stream(states[-1]) as fh:
+    where = Path(state_path)
+    with fs.open_input_stream(state_path) as fh:
         raw = bytes(fh.read(MAX_BYTES + 1))
     if len(raw) > MAX_BYTES:
         raise RunError(f"{where}: over {MAX_BYTES:,} bytes; not a state file Tune wrote")
     state = check(parse_json(decode(raw, path=where, hint=HINT), path=where, hint=HINT), ExperimentState,
                   path=where, hint=HINT)
-    changed = False
+    searcher_path = _newest(fs, root, "searcher-state-", ".pkl")
+    searcher: dict[str, Any] | None = None
+    if searcher_path is not None:
+        with fs.open_input_stream(searcher_path) as fh:
+            raw = bytes(fh.read(MAX_BYTES + 1))
+        if raw[:1] == b"{":  # JSON (cluster.searcher); an old pickled one is left as it is
+            searcher = parse_searcher_state(raw, path=searcher_path)
+            searcher.setdefault("reissue", {})
+    changed = told = False
+    known: set[str] = set()
     for i, pair in enumerate(state.get("trial_data", [])):
         trial = check(parse_json(pair[0], path=where, hint=HINT), TrialState, path=where,
                       where=f"trial_data[{i}][0]", hint=HINT)
         meta = check(parse_json(pair[1], path=where, hint=HINT), dict[str, Any], path=where,
                      where=f"trial_data[{i}][1]", hint=HINT)
+        known.update({f"trial_{trial['trial_id']}", str(trial.get("relative_logdir") or "")})
         if trial.get("status") in ("TERMINATED", "ERROR"):
             continue
         tpath = f"{root}/{trial.get('relative_logdir') or 'trial_' + trial['trial_id']}"
-        final = _trial_finished(fs, tpath)
-        if final is not None:
+        ended = _ended(_rows(fs, tpath))
+        if ended is not None:
             trial["status"] = "TERMINATED"
-            meta["last_result"] = final
+            meta["last_result"] = ended
             pair[0], pair[1] = json.dumps(trial, indent=2), json.dumps(meta, indent=2)
             done["finished"].append(trial["trial_id"])
+            if searcher is not None:
+                _tell(searcher, trial["trial_id"], ended, metric)
+                told = True
             changed = True
             continue
         ckpts = [i for i in fs.get_file_info(pafs.FileSelector(tpath, allow_not_found=True))
@@ -161,9 +272,39 @@ def reconcile_state(location: str) -> dict[str, list[str]]:
                     with fs.open_output_stream(f"{tpath}/{f}") as out:
                         out.write(b"")
             done["cleared"].append(trial["trial_id"])
+    orphans = sorted((i for i in fs.get_file_info(pafs.FileSelector(root))
+                      if i.type == pafs.FileType.Directory and i.base_name.startswith("trial_")
+                      and i.base_name not in known), key=lambda i: str(i.path))
+    journal = _journal_trials(fs, root) if orphans and searcher is not None else {}
+    taken: dict[str, set[int]] = {}
+    for info in orphans:
+        tid = info.base_name.removeprefix("trial_")
+        ended = _ended(_rows(fs, info.path))
+        params = _read_json(fs, f"{info.path}/params.json") if ended is not None else None
+        group, number = (params or {}).get("group"), (params or {}).get("trial_number")
+        if ended is None or searcher is None or not isinstance(group, str) or group not in searcher["issued"] \
+                or not isinstance(number, int):
+            fs.delete_dir(info.path)  # see the docstring: its number is issued again below
+            done["discarded"].append(tid)
+            continue
+        taken.setdefault(group, set()).add(number)
+        if tid in journal and group in searcher["studies"]:
+            value = ended.get(metric)
+            ok = isinstance(value, (int, float)) and value == value
+            searcher["studies"][group].append({**journal[tid], "state": "COMPLETE" if ok else "FAIL",
+                                               "value": float(value) if ok and value is not None else None})
+        done["adopted"].append(tid)
+        told = True
+    if searcher is not None:
+        for group, numbers in taken.items():
+            issued = int(searcher["issued"][group])
+            top = max(max(numbers) + 1, issued)
+            # Numbers issued after the snapshot whose trial was discarded: handed out again.
+            free = set(searcher["reissue"].get(group, [])) | set(range(issued, top))
+            searcher["reissue"][group] = sorted(free - numbers)
+            searcher["issued"][group] = top
+        if told and searcher_path is not None:
+            _write_json(fs, searcher_path, searcher)
     if changed:
-        tmp = f"{states[-1]}.tmp"
-        with fs.open_output_stream(tmp) as out:
-            out.write(json.dumps(state).encode("utf-8"))
-        fs.move(tmp, states[-1])
+        _write_json(fs, state_path, state)
     return done

@@ -13,7 +13,10 @@ here only, each time with the reason and a fallback for when a Ray upgrade moves
 - ``ray._raylet.GcsClient`` (one-line token rejection before ``ray.init``'s minute of retries);
 - ``JobSubmissionClient._server_ray_version`` (warn on a Ray version mismatch);
 - Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore);
-- ``TuneController.save_to_dir`` (each state snapshot is signed: :func:`sign_state_snapshots`).
+- ``TuneController.save_to_dir`` (each state snapshot is signed: :func:`sign_state_snapshots`);
+- ``_TrainingRunMetadata.update_metric`` (Tune's statistics of the sweep's metric only: :func:`track_only`);
+- ``_BackgroundSyncer.sync_up`` and ``ray.train._internal.storage._upload_to_fs_path`` (each trial's
+  folder goes to storage when it ends, snapshots copy the run state only: :func:`trial_folders_callback`).
 
 Ray is imported lazily in every function: the CLI imports this module for ``validate``
 too, and ``import ray.tune`` costs ~1.5 s of start-up on a 2-core machine.
@@ -50,6 +53,10 @@ WORKER_ENV = {"TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONWARNINGS": "ignore", "TF_FORCE
 #: with trainables.trial.keras_runtime forgetting TF's custom gradients a worker stays at
 #: ~0.8 GB; see :func:`bounded_trainable`).
 WORKER_RSS_LIMIT_MB = float(os.environ.get("TUNEFACTORY_WORKER_RSS_MB", "3072"))
+
+#: Passed on to the workers when set: ``benchmarks/driver_10k.py``'s stand-in trials
+#: (``trainables.trial.synthetic.ENV``; spelled here so the driver imports no trainable).
+SYNTHETIC_ENV = "TUNEFACTORY_SYNTHETIC_EPOCHS"
 
 
 # ----------------------------------------------------------------------------- Ray itself
@@ -125,7 +132,9 @@ def init_ray(address: str | None, *, num_cpus: int | None = None) -> bool:
 
     if ray.is_initialized():
         return False
-    env = {"env_vars": WORKER_ENV}
+    env = {"env_vars": dict(WORKER_ENV)}
+    if os.environ.get(SYNTHETIC_ENV):  # the driver benchmark's stand-in trials (trainables.trial.synthetic)
+        env["env_vars"][SYNTHETIC_ENV] = os.environ[SYNTHETIC_ENV]
     if address:
         enable_token_auth_for_address()
         probe_gcs(address)
@@ -325,25 +334,39 @@ def make_tuner(trainable: Any, run_dir: Path | str, *, max_failures: int,
                max_concurrent: int | None = None, callbacks: Iterable[Any] = ()) -> Any:
     """The one Tuner builder of the sweep and of ``confirm``.
 
-    Both reuse workers, name trial folders ``trial_<id>``, keep one checkpoint per trial,
-    retry failed trials ``max_failures`` times. ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``); Tune writes
-    the trials there.
+    Both reuse workers, name trial folders ``trial_<id>``, retry failed trials
+    ``max_failures`` times. ``run_dir`` is a folder or a URI (``s3://bucket/runs/NAME``);
+    Tune writes the trials there.
+
+    The experiment state is snapshotted on Tune's time budget, not after every trial
+    (:func:`bound_state_snapshots`), and Tune's per-metric bookkeeping keeps ``metric``
+    only (:func:`track_only`), so the state neither grows by ~40 KB per trial nor is
+    rewritten after each one: a 10,000-trial sweep keeps its rate. Resume stays exact
+    because :func:`cluster.experiment_state.reconcile_state` brings the state up to date
+    from the trial folders first.
     """
     from ray import tune
 
     sign_state_snapshots()
+    bound_state_snapshots()
+    track_only(metric)
     parent, _, run_name = str(run_dir).rstrip("/").rpartition("/")
+    callbacks = [*callbacks, trial_folders_callback()]
     tuner = tune.Tuner(
         trainable,
         param_space=dict(param_space) if param_space is not None else None,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                     reuse_actors=True,
-                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=run_name, storage_path=parent,
             failure_config=tune.FailureConfig(max_failures=max_failures),
-            checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+            # num_to_keep=None: a trial saves one checkpoint, with its final report, so there is
+            # nothing to delete; num_to_keep=1 made Tune force a full experiment-state snapshot
+            # after every trial checkpoint ("sync every num_to_keep checkpoints"), i.e. bytes
+            # written growing with the square of the trial count.
+            checkpoint_config=tune.CheckpointConfig(num_to_keep=None),
             callbacks=list(callbacks), verbose=0),
     )
     integrity.sign_files(str(run_dir), [TUNER_PKL])  # written by the Tuner's constructor
@@ -364,11 +387,17 @@ def can_restore(location: str) -> bool:
     return bool(tune.Tuner.can_restore(location))
 
 
-def restore_tuner(location: str, trainable: Any, *, retry_failed: bool) -> Any:
-    """The Tuner of an interrupted experiment: unfinished trials resume, failed ones only if asked."""
+def restore_tuner(location: str, trainable: Any, *, retry_failed: bool, metric: str | None = None) -> Any:
+    """The Tuner of an interrupted experiment: unfinished trials resume, failed ones only if asked.
+
+    ``metric``: the one metric Tune's bookkeeping tracks, as :func:`make_tuner` was told.
+    """
     from ray import tune
 
     sign_state_snapshots()
+    bound_state_snapshots()
+    track_only(metric)
+    _snapshot_without_trial_folders()  # the run's trial_folders_callback comes back with tuner.pkl
     tuner = tune.Tuner.restore(location, trainable=trainable, resume_unfinished=True, resume_errored=retry_failed)
     integrity.sign_files(location, [TUNER_PKL])
     return tuner
@@ -417,6 +446,171 @@ def sign_state_snapshots() -> None:
 
     save_to_dir._tunefactory_signs = True  # type: ignore[attr-defined]
     cls.save_to_dir = save_to_dir
+
+
+#: Whether this process has a :func:`trial_folders_callback` at work (a run started before
+#: it existed is resumed without one: its trial folders keep going up with the snapshots).
+_TRIAL_FOLDERS_SYNCED: list[bool] = [False]
+
+
+def trial_folders_callback() -> Any:
+    """A Tune callback that puts each ended trial's folder on storage as soon as it ends.
+
+    Tune writes a trial's ``result.json``, ``params.json``, ``progress.csv`` and event files
+    into a staging folder on the driver and copies the *whole* staging folder, every
+    trial's files, to the run folder with each experiment-state snapshot. With a snapshot
+    per trial that copy grew with the trial count; with snapshots on a time budget
+    (:func:`bound_state_snapshots`) the run folder would lag by up to a snapshot period.
+    This callback copies one trial's folder (a few small files) when it ends, on the
+    next step of Tune's loop (after Tune's loggers closed its files), and at the end of
+    the experiment, so the run folder holds every ended trial's results within a step
+    of its end, and the snapshots copy only the run-level state
+    (:func:`_snapshot_without_trial_folders`). A copy that fails is retried with the
+    next snapshot's full copy (with a warning).
+    """
+    from ray.tune import Callback
+
+    _snapshot_without_trial_folders()
+
+    class _TrialFolders(Callback):
+        def __init__(self) -> None:
+            self.ended: list[Any] = []
+            self.failed = False
+
+        def setup(self, stop: Any = None, num_samples: int | None = None, total_num_samples: int | None = None,
+                  **info: Any) -> None:
+            _TRIAL_FOLDERS_SYNCED[0] = True
+
+        def on_trial_complete(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.ended.append(trial)
+
+        def on_trial_error(self, iteration: int, trials: list[Any], trial: Any, **info: Any) -> None:
+            self.ended.append(trial)
+
+        def on_step_begin(self, iteration: int, trials: list[Any], **info: Any) -> None:
+            self.flush()
+
+        def on_experiment_end(self, trials: list[Any], **info: Any) -> None:
+            self.flush()
+            _TRIAL_FOLDERS_SYNCED[0] = False  # the final snapshot copies everything again
+
+        def flush(self) -> None:
+            while self.ended:
+                trial = self.ended.pop(0)
+                try:
+                    copy_trial_folder(trial)
+                except Exception as e:
+                    _TRIAL_FOLDERS_SYNCED[0] = False  # snapshots copy trial folders again
+                    if not self.failed:
+                        self.failed = True
+                        warnings.warn(f"tunefactory: could not copy trial {trial} to storage ({e}); trial "
+                                      "folders now go up with the state snapshots", RuntimeWarning, stacklevel=2)
+
+        def __getstate__(self) -> dict[str, Any]:
+            return {"ended": [], "failed": False}  # tuner.pkl keeps the callback, not its queue
+
+    return _TrialFolders()
+
+
+def copy_trial_folder(trial: Any) -> None:
+    """Copy one trial's folder from the driver's staging folder to its place on storage."""
+    from ray.train._internal.storage import _upload_to_fs_path
+
+    st = trial.storage
+    _upload_to_fs_path(st.trial_driver_staging_path, st.storage_filesystem, st.trial_fs_path)
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's folder name, ``trial_<id>``.
+
+    A module-level function rather than a lambda: Tune pickles it into every trial's
+    entry of the experiment state, and a lambda is pickled by value (~1.2 KB a trial).
+    """
+    return f"trial_{trial.trial_id}"
+
+
+def _snapshot_without_trial_folders() -> None:
+    """Make the state snapshot's copy of the driver staging folder skip the trial folders.
+
+    Wraps the private ``_BackgroundSyncer.sync_up`` (Ray 2.60): when it copies an
+    experiment's driver staging folder (``.../driver_artifacts``) without an exclude list
+    while a :func:`trial_folders_callback` is at work, ``trial_*`` is excluded, so a
+    snapshot copies the state files only, not every trial's files again. If a Ray upgrade
+    moves it, snapshots copy everything, as Tune does by default (with a warning).
+    """
+    try:
+        from ray.train._internal.syncer import _BackgroundSyncer
+    except ImportError:
+        warnings.warn("this Ray version moved _BackgroundSyncer: each state snapshot copies every trial folder",
+                      RuntimeWarning, stacklevel=3)
+        return
+    cls: Any = _BackgroundSyncer
+    original = cls.sync_up
+    if getattr(original, "_tunefactory_skips_trials", False):
+        return
+
+    def sync_up(self: Any, local_dir: str, remote_dir: str, exclude: list[str] | None = None) -> bool:
+        if exclude is None and _TRIAL_FOLDERS_SYNCED[0] and str(local_dir).rstrip("/").endswith("driver_artifacts"):
+            exclude = ["trial_*"]
+        return bool(original(self, local_dir, remote_dir, exclude=exclude))
+
+    sync_up._tunefactory_skips_trials = True  # type: ignore[attr-defined]
+    cls.sync_up = sync_up
+
+
+#: Seconds between experiment-state snapshots (Tune's ``TUNE_GLOBAL_CHECKPOINT_S``): "auto"
+#: is Tune's own budget, at least every 10 s and at most ~5 % of the driver's time (the next
+#: snapshot waits 19 times as long as the last one took).
+STATE_SNAPSHOT_PERIOD = "auto"
+
+
+def bound_state_snapshots() -> None:
+    """Let Tune snapshot the experiment state on its time budget (unless the user set one).
+
+    Tune reads ``TUNE_GLOBAL_CHECKPOINT_S`` when ``fit`` builds its controller. A snapshot
+    rewrites every trial's state, so one per trial costs O(trials²) bytes over a sweep;
+    on a time budget the cost stays a bounded share of the sweep. What happens between two
+    snapshots is on storage anyway (the trial folders, the Optuna journal), and
+    :func:`cluster.experiment_state.reconcile_state` folds it back in before a resume.
+    """
+    os.environ.setdefault("TUNE_GLOBAL_CHECKPOINT_S", STATE_SNAPSHOT_PERIOD)
+
+
+#: The metrics Tune's per-trial bookkeeping tracks (None: all, Tune's default); see :func:`track_only`.
+_TRACKED: list[frozenset[str] | None] = [None]
+
+
+def track_only(metric: str | None) -> None:
+    """Make Tune's per-trial metric statistics track ``metric`` only (every metric when None).
+
+    For every numeric key of every result, Tune keeps min/max/avg/last and the last 5 and
+    10 values (``_TrainingRunMetadata.update_metric``) and writes them into every state
+    snapshot: ~20 KB per trial with the ~40 keys a finished trial reports, which nothing
+    here reads (searchers, ASHA and the callbacks get the results themselves; only
+    ``ResultGrid.get_best_result`` reads the statistics, for the sweep's metric). That
+    private method is wrapped to skip the other keys; if a Ray upgrade moves it, every key
+    is tracked as before (with a warning).
+    """
+    _TRACKED[0] = frozenset({metric}) if metric else None
+    try:
+        from ray.tune.trainable.metadata import _TrainingRunMetadata
+    except ImportError:
+        _TRACKED[0] = None
+        warnings.warn("this Ray version moved _TrainingRunMetadata: Tune tracks every reported metric",
+                      RuntimeWarning, stacklevel=2)
+        return
+    cls: Any = _TrainingRunMetadata
+    original = getattr(cls, "update_metric", None)
+    if original is None or getattr(original, "_tunefactory_tracks", False):
+        return
+
+    def update_metric(self: Any, metric: str, value: Any, step: Any = 1) -> None:
+        tracked = _TRACKED[0]
+        if tracked is None or metric in tracked:
+            original(self, metric, value, step=step)
+
+    update_metric._tunefactory_tracks = True  # type: ignore[attr-defined]
+    cls.update_metric = update_metric
 
 
 def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None], *,

@@ -11,7 +11,10 @@ to the run.
 
 from __future__ import annotations
 
+import contextlib
 import json
+import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -21,7 +24,7 @@ import yaml
 from cluster import storage as st
 from cluster.console import say
 from reports.build import build_report
-from reports.collect import load_run
+from reports.collect import FINISHED_MARKER, load_run
 from search_spaces.loader import LoadedSpec
 from trainables.errors import RunError
 from trainables.evaluation.baselines import baselines
@@ -89,6 +92,49 @@ def write_run_file(location: str, name: str, text: str) -> None:
         atomic_write(Path(location) / name, text)
 
 
+#: Packages whose versions a run records, each with the distributions that provide it
+#: (TensorFlow ships as ``tensorflow-cpu`` too); read from package metadata, nothing is imported.
+_VERSIONED = {"tunefactory": ("tunefactory",), "tensorflow": ("tensorflow", "tensorflow-cpu", "tensorflow-macos"),
+              "keras": ("keras",), "ray": ("ray",), "optuna": ("optuna",), "numpy": ("numpy",), "pandas": ("pandas",)}
+
+
+def run_provenance() -> dict[str, Any]:
+    """When the run started, the versions it ran with and the checkout's git commit (if any).
+
+    The report shows them as the run's metadata. ``commit`` is ``None`` outside a git
+    checkout (an installed wheel); a ``-dirty`` suffix means uncommitted changes.
+    """
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {"python": sys.version.split()[0]}
+    for name, dists in _VERSIONED.items():
+        for dist in dists:
+            with contextlib.suppress(PackageNotFoundError):
+                versions[name] = version(dist)
+                break
+    commit = None
+    root = Path(__file__).resolve().parents[1]
+    if (root / ".git").exists():
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            r = subprocess.run(["git", "-C", str(root), "describe", "--always", "--dirty", "--abbrev=12"],
+                               capture_output=True, text=True, timeout=10, check=False)
+            commit = (r.stdout.strip() or None) if r.returncode == 0 else None
+    return {"created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "versions": versions, "commit": commit}
+
+
+def mark_finished(location: str, *, fit_seconds: float) -> None:
+    """Write the marker saying the sweep ended (:data:`reports.collect.FINISHED_MARKER`)."""
+    write_run_file(location, FINISHED_MARKER, json.dumps({
+        "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "fit_seconds": round(fit_seconds, 1)}))
+
+
+def clear_finished(location: str) -> None:
+    """Remove the finished marker before a resume runs trials again (local folders; a URI keeps it)."""
+    if not st.is_uri(location):
+        with contextlib.suppress(FileNotFoundError):
+            (Path(location) / FINISHED_MARKER).unlink()
+
+
 def write_run_header(location: str, loaded: LoadedSpec, datasets: dict[str, Prepared], *,
                      prepare_seconds: float) -> None:
     """``spec.yaml`` and ``groups.json``: what the run is, written before any trial starts."""
@@ -97,7 +143,7 @@ def write_run_header(location: str, loaded: LoadedSpec, datasets: dict[str, Prep
     write_run_file(location, "spec.yaml", yaml.safe_dump(loaded.raw, sort_keys=False))
     write_run_file(location, "groups.json", json.dumps(
         {"spec_file": str(loaded.path), "name": location.rstrip("/").rpartition("/")[2],
-         "prepare_seconds": prepare_seconds,
+         "prepare_seconds": prepare_seconds, **run_provenance(),
          "groups": {g: group_summary(p) for g, p in datasets.items()}}, indent=1))
 
 

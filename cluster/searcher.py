@@ -28,7 +28,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
-from cluster.experiment_state import HINT, parse_searcher_state
+from cluster.experiment_state import HINT, optuna_trial_json, parse_searcher_state
 from search_spaces.distributions import Dist, DistError
 from search_spaces.schema import Spec
 from search_spaces.space import (
@@ -101,6 +101,9 @@ class GroupedSearcher(Searcher):
         self.groups = [f"{a}/{tf}" for a, tf in spec.groups]
         self.budget = trials_per_group(spec)
         self.issued: dict[str, int] = dict.fromkeys(self.groups, 0)
+        # Trial numbers to hand out again, lowest first: issued after the last state snapshot
+        # to a trial that had not ended when the driver died (cluster.experiment_state).
+        self.reissue: dict[str, list[int]] = {}
         self.live: dict[str, tuple[str, Any]] = {}
         self.studies: dict[str, optuna.Study] = {}
         self.grids: dict[str, list[dict[str, Any]]] = {}
@@ -128,12 +131,16 @@ class GroupedSearcher(Searcher):
         return self.budget * len(self.groups)
 
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
-        open_groups = [g for g in self.groups if self.issued[g] < self.budget]
+        reissue = getattr(self, "reissue", {})  # a searcher pickled before reissue existed has none
+        open_groups = [g for g in self.groups if self.issued[g] < self.budget or reissue.get(g)]
         if not open_groups:
             return Searcher.FINISHED  # type: ignore[return-value]
-        g = min(open_groups, key=lambda x: (self.issued[x], self.groups.index(x)))
-        n = self.issued[g]
-        self.issued[g] += 1
+        g = min(open_groups, key=lambda x: (self.issued[x] - len(reissue.get(x, [])), self.groups.index(x)))
+        if reissue.get(g):
+            n = reissue[g].pop(0)
+        else:
+            n = self.issued[g]
+            self.issued[g] += 1
         seed = trial_seed(self.spec.search.seed, g, n)
         if g in self.grids:
             cfg = dict(self.grids[g][n])
@@ -215,6 +222,7 @@ class GroupedSearcher(Searcher):
         return {
             "format": fmt,
             "issued": self.issued,
+            "reissue": getattr(self, "reissue", {}),
             "live": {tid: [g, None if ot is None else (ot if isinstance(ot, int) else ot.number)]
                      for tid, (g, ot) in self.live.items()},
             "studies": {g: [_trial_json(t) for t in study.get_trials(deepcopy=False)]
@@ -249,6 +257,8 @@ class GroupedSearcher(Searcher):
         # its trials re-enter as the subset they trained (user attribute "indicators").
         legacy = state["format"] == _STATE_FORMAT_V1
         self.issued = {g: int(state["issued"].get(g, 0)) for g in self.groups}
+        self.reissue = {g: sorted(int(n) for n in state.get("reissue", {}).get(g, [])) for g in self.groups
+                        if state.get("reissue", {}).get(g)}
         for gi, g in enumerate(self.groups):
             if g not in self.studies:
                 continue
@@ -282,9 +292,7 @@ def _from_v1(spec: Spec, t: dict[str, Any]) -> dict[str, Any]:
 
 
 def _trial_json(t: optuna.trial.FrozenTrial) -> dict[str, Any]:
-    return {"state": t.state.name, "value": t.value, "params": t.params,
-            "distributions": {k: distribution_to_json(d) for k, d in t.distributions.items()},
-            "user_attrs": t.user_attrs, "system_attrs": t.system_attrs}
+    return optuna_trial_json(t)  # one format, also written by cluster.experiment_state.reconcile_state
 
 
 def _trial_from_json(t: dict[str, Any]) -> optuna.trial.FrozenTrial:

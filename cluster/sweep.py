@@ -32,7 +32,9 @@ from cluster.experiment_state import check_searcher_state, reconcile_state
 from cluster.progress import METRIC, Progress
 from cluster.ray_runtime import WORKER_ENV, init_ray
 from cluster.run_folder import (
+    clear_finished,
     group_summary,
+    mark_finished,
     print_trial_counts,
     read_spec_text,
     resolve_run_location,
@@ -183,6 +185,7 @@ def _fit_and_finish(tuner: Any, location: str, *, started_ray: bool) -> Path:
                           f"are kept: continue it with `tunefactory resume {location}`",
                           exit_code=128 + sig.signum)
     say(f"tunefactory: sweep finished in {time.perf_counter() - t1:.1f}s", progress=True)
+    mark_finished(location, fit_seconds=time.perf_counter() - t1)  # the report is no longer partial
     stopper = rt.shutdown_in_background() if started_ray else None
     out = write_report(location)
     print_trial_counts(location)
@@ -265,9 +268,13 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     datasets = prepare_groups(loaded.spec)
     fixed = reconcile_state(location)
     integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state
-    if fixed["finished"]:
-        say(f"tunefactory: {len(fixed['finished'])} trial(s) had finished after the last state snapshot; "
-            "kept as finished", progress=True)
+    ended = len(fixed["finished"]) + len(fixed["adopted"])
+    if ended:
+        say(f"tunefactory: {ended} trial(s) had ended after the last state snapshot; kept as they ended",
+            progress=True)
+    if fixed["discarded"]:
+        say(f"tunefactory: {len(fixed['discarded'])} trial(s) started after the last state snapshot had not "
+            "ended; removed, their trial numbers run again", progress=True)
     rt.import_ray()
     tame_third_party()
     attach_log_file(location)
@@ -276,5 +283,6 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     spec = loaded.spec
     trainable = rt.make_trainable(train_trial, cpus=spec.resources.cpus, gpus=spec.resources.gpus,
                                   datasets=dict(datasets))
-    tuner = rt.restore_tuner(location, trainable, retry_failed=retry_failed)
+    tuner = rt.restore_tuner(location, trainable, retry_failed=retry_failed, metric=METRIC)
+    clear_finished(location)  # trials run again: a report built meanwhile is partial
     return _fit_and_finish(tuner, location, started_ray=started)

@@ -28,6 +28,7 @@ from ray import tune
 from trainables.features.dataset import Prepared
 from trainables.trial.config import TrialConfig
 from trainables.trial.fit import run_trial
+from trainables.trial.synthetic import synthetic_epochs, synthetic_trial
 
 _WORKER_TRIALS = 0  # trials this process has run (a reused worker runs many)
 
@@ -78,7 +79,11 @@ def train_trial(config: dict[str, Any], *, datasets: Mapping[str, Prepared]) -> 
     cfg = TrialConfig.from_dict(config)
     _WORKER_TRIALS += 1
     stage = checkpoint_staging_dir()
-    final = run_trial(cfg, datasets[cfg.group], sink=report, save_dir=stage, gpu_share=_gpu_share())
+    fake = synthetic_epochs()  # benchmarks/driver_10k.py only: see trainables.trial.synthetic
+    if fake:
+        final = synthetic_trial(cfg, datasets[cfg.group], sink=report, save_dir=stage, epochs=fake)
+    else:
+        final = run_trial(cfg, datasets[cfg.group], sink=report, save_dir=stage, gpu_share=_gpu_share())
     # worker_pid / worker_trial show reuse at work: trials sharing a pid shared a process
     # (and its TensorFlow import); worker_trial counts trials that process has run.
     # Nothing after this report runs: Tune ends the trial's thread inside it.

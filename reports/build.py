@@ -15,6 +15,9 @@ from __future__ import annotations
 
 import json
 import math
+import shlex
+import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -105,21 +108,70 @@ def _num(v: Any) -> float:
 
 
 # The trial table: (header, board column, kind, css class). kind: num | pct | text | dur.
+# The searched parameters (lookback, learning rate, units, ...) get one column each per
+# group (:func:`_param_columns`), and the indicator subset one count column whose cell
+# lists the subset on hover: raw model JSON and wrapped indicator lists cost a screen
+# per few rows.
 TABLE = [
     ("rank", "rank", "int", ""), ("status", "status", "text", "l"), ("family", "family", "text", "l"),
     ("val RMSE", "val_rmse_best", "num", ""), ("val skill", "val_skill", "pct", ""),
     ("test RMSE", "test_rmse", "num", ""), ("test skill", "test_skill", "pct", ""),
     ("test MAE", "test_mae", "num", ""), ("dir. acc.", "test_diracc", "share", ""),
     ("epochs", "epochs", "int", ""), ("best ep.", "best_epoch", "int", ""),
-    ("train s", "train_seconds", "num", ""), ("lookback", "lookback", "int", ""),
-    ("batch", "batch_size", "int", ""), ("lr", "learning_rate", "num", ""),
-    ("model", "model", "text", "l"), ("indicators", "indicators", "text", "l"), ("trial", "trial_id", "text", "l"),
-    ("DM p", "dm_pvalue", "num", ""),
+    ("train s", "train_seconds", "num", ""), ("DM p", "dm_pvalue", "num", ""), ("trial", "trial_id", "text", "l"),
 ]
+#: Where the per-group parameter columns and the indicator count go: after this column.
+_PARAMS_AFTER = "train_seconds"
+#: Config keys shown as parameter columns (besides the family's ``model`` params and
+#: ``indicator_params``), with their short headers.
+_CONFIG_PARAMS = {"lookback": "lookback", "batch_size": "batch", "learning_rate": "lr",
+                  "weight_decay": "wd", "loss": "loss", "optimizer": "optimizer"}
+#: Rows per page of the trial table; the other rows sit in the page, hidden until paged to.
+PAGE_SIZE = 100
+#: Below this many finished trials, fANOVA importance is a rough hint: shown collapsed.
+FEW_TRIALS = 20
+#: Above this many trials in a group, the parallel-coordinate/slice/contour plots are left
+#: out (said on the page): their JSON grows with every trial and the page slows down.
+OPTUNA_PLOTS_MAX = 2000
+
+
+def _trial_params(config: dict[str, Any]) -> dict[str, Any]:
+    """A trial's searched parameters, as table columns (model params by name, shared across families)."""
+    out = {h: config[k] for k, h in _CONFIG_PARAMS.items() if k in config}
+    for k, v in (config.get("model") or {}).items():
+        out.setdefault(str(k), v)
+    for k, v in (config.get("indicator_params") or {}).items():
+        out.setdefault(f"ind.{k}", v)
+    return out
+
+
+def _param_columns(trials: list[Trial]) -> tuple[list[str], dict[str, str]]:
+    """The group's parameter columns (values that vary, or missing for some family) and its fixed ones."""
+    seen: dict[str, set[str]] = {}
+    has: dict[str, int] = {}
+    for t in trials:
+        for k, v in _trial_params(t.config).items():
+            seen.setdefault(k, set()).add(json.dumps(v, sort_keys=True, default=str))
+            has[k] = has.get(k, 0) + 1
+    varied = [k for k, vs in seen.items() if len(vs) > 1 or has[k] < len(trials)]
+    fixed = {k: _param_text(json.loads(next(iter(vs)))) for k, vs in seen.items() if k not in varied}
+    return varied, fixed
+
+
+def _param_text(v: Any) -> str:
+    if isinstance(v, bool) or v is None or isinstance(v, str):
+        return "" if v is None else str(v)
+    if isinstance(v, (int, float)):
+        return _fmt(v, 4)
+    return json.dumps(v, sort_keys=True, separators=(",", ":"), default=str)
 
 
 def _cell(v: Any, kind: str) -> tuple[str, str | None]:
     """(display text, sort key or None for text columns)."""
+    if kind == "param":
+        if isinstance(v, (int, float)) and not isinstance(v, bool):
+            return _param_text(v), repr(float(v)) if math.isfinite(float(v)) else ""
+        return _param_text(v), None
     if kind == "text":
         return ("" if v is None or (isinstance(v, float) and math.isnan(v)) else str(v)), None
     f = _num(v)
@@ -133,16 +185,63 @@ def _cell(v: Any, kind: str) -> tuple[str, str | None]:
     return _fmt(f, 4 if kind == "num" else 5), key
 
 
-def _table_rows(rows: pd.DataFrame, table: list[tuple[str, str, str, str]] | None = None) -> list[dict[str, Any]]:
+def _group_table(table: list[tuple[str, str, str, str]], params: list[str]) -> list[tuple[str, str, str, str]]:
+    """The group's trial-table columns: ``table`` with its parameter and indicator columns inserted."""
+    i = next((n + 1 for n, c in enumerate(table) if c[1] == _PARAMS_AFTER), len(table))
+    return [*table[:i], *[(k, f"param:{k}", "param", "") for k in params], ("ind.", "n_indicators", "int", "ind"),
+            *table[i:]]
+
+
+def _rows_html(rows: list[dict[str, Any]], page_size: int) -> markupsafe.Markup:
+    """The trial table's body, rows past the first page hidden (the page script pages them).
+
+    Built here rather than in the template: 10,000 rows × 20 cells take 1.6 s CPU as Jinja
+    loops and 0.3 s as f-strings (same HTML). Every value goes through ``escape``.
+    """
+    esc = markupsafe.escape
+    out = []
+    for n, r in enumerate(rows):
+        ind = esc(r["indicators"])
+        tds = []
+        for x in r["cells"]:
+            attrs = f' class="{esc(x["cls"])}"' if x["cls"] else ""
+            if x["key"] is not None:
+                attrs += f' data-v="{esc(x["key"])}"'
+            if x["cls"] == "ind":
+                attrs += f' title="{ind}"'
+            tds.append(f"<td{attrs}>{esc(x['text'])}</td>")
+        out.append(f'<tr class="{esc(r["status"])}{" bad" if r["bad"] else ""}" data-ind="{ind}"'
+                   f'{" hidden" if n >= page_size else ""}>{"".join(tds)}</tr>\n')
+    return markupsafe.Markup("".join(out))
+
+
+def _col_types(headers: list[tuple[str, str, str, str]], rows: list[dict[str, Any]]) -> dict[str, str]:
+    """``num`` or ``text`` per column, how the page sorts it: a parameter column is numeric when every value is."""
+    out = {}
+    for i, (_, col, kind, _) in enumerate(headers):
+        if kind == "param":
+            numeric = all(r["cells"][i]["key"] is not None or not r["cells"][i]["text"] for r in rows)
+            out[col] = "num" if numeric else "text"
+        else:
+            out[col] = "text" if kind == "text" else "num"
+    return out
+
+
+def _table_rows(rows: pd.DataFrame, table: list[tuple[str, str, str, str]] | None = None,
+                configs: dict[str, dict[str, Any]] | None = None) -> list[dict[str, Any]]:
+    """Rows of the trial table: cells in ``table`` order, ``by`` (column → text) and the indicator list."""
     out = []
     for r in rows.to_dict("records"):
+        params = _trial_params((configs or {}).get(str(r.get("trial_id")), {}))
         cells = []
         for _, col, kind, cls in table or TABLE:
-            text, key = _cell(r.get(col), kind)
+            v = params.get(col[6:]) if col.startswith("param:") else r.get(col)
+            text, key = _cell(v, kind)
             if col == "status" and r.get("error"):
                 text = f"{text}: {r['error']}"
-            cells.append({"text": text, "key": key, "cls": cls})
-        out.append({"cells": cells, "status": r.get("status"),
+            cells.append({"text": text, "key": key, "cls": cls, "col": col})
+        out.append({"cells": cells, "by": {c["col"]: c["text"] for c in cells}, "status": r.get("status"),
+                    "indicators": str(r.get("indicators") or ""),
                     "bad": _finite(r.get("test_skill")) and r["test_skill"] <= 0})
     return out
 
@@ -181,8 +280,11 @@ def _baselines(info: dict[str, Any]) -> list[dict[str, Any]]:
     rows = []
     for name, b in (info.get("baselines") or {}).items():
         if isinstance(b, dict):
+            # Persistence forecasts "no change": it has no direction to be right about, so
+            # its directional accuracy is undefined (shown n/a), not 0 %.
             rows.append({"name": str(name), "val_rmse": b.get("val_rmse"), "test_rmse": b.get("test_rmse"),
-                         "test_skill": b.get("test_skill"), "test_diracc": b.get("test_diracc")})
+                         "test_skill": b.get("test_skill"),
+                         "test_diracc": None if name == "persistence" else b.get("test_diracc")})
     return rows
 
 
@@ -366,41 +468,73 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
 
     figs: list[dict[str, Any]] = []
     notes: list[str] = []
+
+    def add(kind: str, fig: Any, *, wide: bool = False, note: str = "", collapsed: str = "") -> None:
+        # collapsed: the summary line of a <details> the chart sits in, closed ("" = shown).
+        figs.append({"title": kind, "json": _fig(fig), "wide": wide, "note": note, "collapsed": collapsed})
+
     if with_charts and trials:
         pv = _num(info["persistence_rmse"]["val"])
         study = charts.build_study(trials)
         if ranked:
-            figs.append({"title": "history", "json": _fig(charts.fig_history(study, pv)), "wide": False, "note": ""})
+            add("history", charts.fig_history(study, pv))
         imp, note = charts.importances(study)
+        few = len(ranked) < FEW_TRIALS
         if imp:
-            figs.append({"title": "importance", "json": _fig(charts.fig_importance(imp)), "wide": False, "note": note})
+            add("importance", charts.fig_importance(imp), note=note,
+                collapsed=(f"Parameter importance (fANOVA): only {len(ranked)} scored trials (fewer than "
+                           f"{FEW_TRIALS}), so at most a rough hint; click to show" if few else ""))
+            if len(trials) <= OPTUNA_PLOTS_MAX:
+                for kind, title, fig in charts.optuna_figures(study, imp):
+                    add(kind, fig, wide=kind in ("parallel", "slice"),
+                        collapsed=f"{title}: interpolated from only {len(ranked)} scored trials; click to show"
+                        if few and kind == "contour"
+                        else "")
+            else:
+                notes.append(f"Parallel-coordinate, slice and contour plots are left out: this group has "
+                             f"{len(trials)} trials, above {OPTUNA_PLOTS_MAX} their data would make the page slow. "
+                             "leaderboard.csv holds every trial's parameters.")
         else:
             notes.append(f"Parameter importance: {note}.")
-        if ranked:
-            k = min(top_k, len(ranked))
+        # The top k is compared with all scored trials only when it is at most half of them:
+        # "top 8 vs all 8" compares a set with itself.
+        k = min(top_k, len(ranked) // 2)
+        if k >= 3:
             freq = charts.indicator_frequency(ranked, k)
             if not freq.empty:
-                figs.append({"title": "indicators", "json": _fig(charts.fig_indicators(freq, k, len(ranked))),
-                             "wide": False, "note": ""})
-            figs.append({"title": "curves", "json": _fig(charts.fig_learning_curves(ranked[:CURVES], pv)), "wide": False,
-                         "note": ""})
+                add("indicators", charts.fig_indicators(freq, k, len(ranked)))
+        elif ranked:
+            notes.append(f"Indicator frequency in the top trials vs all: needs at least 6 scored trials (the top "
+                         f"≤ half of them); this group has {len(ranked)}.")
+        if ranked:
+            add("curves", charts.fig_learning_curves(ranked[:CURVES], pv))
         if pred is not None:
-            figs.append({"title": "predictions", "json": _fig(charts.fig_predictions(pred, target=target)),
-                         "wide": True, "note": ""})
+            add("predictions", charts.fig_predictions(pred, target=target))
+            cum = charts.fig_cumulative_error(pred)
+            if cum is not None:
+                add("cumulative", cum)
         if bt is not None:
-            figs.append({"title": "equity", "json": _fig(charts.fig_equity(bt)), "wide": True, "note": ""})
+            add("equity", charts.fig_equity(bt), wide=True)
         spikes = volatility.spike_figure(info, win)
         if spikes is not None:
-            figs.append({"title": "spikes", "json": _fig(spikes), "wide": False, "note": ""})
+            add("spikes", spikes)
     notes.extend(volatility.notes(info))
 
+    params, fixed = _param_columns(trials)
+    headers = _group_table(table or TABLE, params)
+    configs = {t.trial_id: t.config for t in trials}
+    table_rows = _table_rows(rows, headers, configs)
+    better = [b for b in baselines if b["name"] != "persistence" and _finite(b.get("test_rmse"))]
     return {
         "group": group, "info": info, "winner": win, "winner_trial": winner, "counts": counts, "total": len(rows),
         **_timing(trials), "backtest": bt, "backtest_error": bt_error,
-        "rows": _table_rows(rows, table), "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])], table),
+        "headers": headers, "fixed_params": fixed, "col_types": _col_types(headers, table_rows),
+        "rows": table_rows, "rows_html": _rows_html(table_rows, PAGE_SIZE),
+        "top": _table_rows(rows[rows["trial_id"].isin(scored_ids[:top_k])], headers, configs),
         "confirm_rows": conf_rows, "confirm_winner": conf_win,
         "verdict": _verdict(win, conf_win, bt, confirmation, baselines, tests), "figs": figs, "notes": notes,
         "baselines": baselines, "tests": _tests_view(tests, win),
+        "best_baseline": min(better, key=lambda b: b["test_rmse"]) if better else None,
     }
 
 
@@ -413,37 +547,102 @@ def _tests_view(tests: GroupTests | None, win: dict[str, Any] | None) -> dict[st
                    "beats_persistence": beats_persistence(tests, win.get("trial_id") if win else None)[0]})
 
 
-def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE) -> Path:
+def _utc(ts: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime(ts)) if _finite(ts) else "—"
+
+
+def _run_info(run: Run) -> dict[str, Any]:
+    """The run's metadata for the page: when, how long, with which versions and commit.
+
+    ``created``, ``versions`` and ``commit`` come from ``groups.json`` (written by the sweep
+    since they were recorded; older runs say "not recorded"); times from the trials' reports.
+    """
+    timing = _timing(run.trials)
+    starts = [t.started for t in run.trials if _finite(t.started)]
+    created = run.meta.get("created")
+    versions = run.meta.get("versions")
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        built_by = version("tunefactory")
+    except PackageNotFoundError:
+        built_by = "unknown"
+    return {
+        "created": str(created).replace("T", " ").replace("Z", " UTC") if created else _utc(min(starts, default=math.nan)),
+        "finished": str((run.finished or {}).get("finished", "")).replace("T", " ").replace("Z", " UTC") or None,
+        "wall_seconds": timing["wall_seconds"], "compute_seconds": timing["compute_seconds"],
+        "versions": ", ".join(f"{k} {v}" for k, v in versions.items()) if isinstance(versions, dict) else None,
+        "commit": run.meta.get("commit"), "built": _utc(time.time()), "built_by": built_by,
+    }
+
+
+def _commands(run: Run, groups: list[str]) -> list[dict[str, str]]:
+    """Ready-to-paste next steps: confirm the winners, export them, forecast with each."""
+    path = shlex.quote(str(run.path))
+    out = [{"what": "re-train the top 3 configs per group over 5 seeds and 3 walk-forward folds",
+            "cmd": f"tunefactory confirm {path} --top-k 3 --seeds 5 --folds 3"},
+           {"what": "export each group's winner (refit on every labelled candle) to the registry",
+            "cmd": f"tunefactory export {path} --registry winners"}]
+    for g in groups:
+        info = run.groups.get(g) or {}
+        asset, _, tf = g.partition("/")
+        asset, tf = str(info.get("asset") or asset), str(info.get("timeframe") or tf)
+        if asset and tf:
+            out.append({"what": f"next-candle forecast of the exported {g} winner",
+                        "cmd": f"tunefactory forecast --asset {shlex.quote(asset)} --timeframe {shlex.quote(tf)} "
+                               "--registry winners"})
+    return out
+
+
+def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAULT_FEE,
+                 progress: Callable[[str], None] | None = None) -> Path:
     """Write the report folder of a run and return its path.
 
     Args:
         run_dir: a run directory.
         top_k: how many best trials the indicator chart and the ranking table consider.
         fee: fee per trade of the backtest (fraction; 0.001 = 0.1 %).
+        progress: called with one line per stage (read, each group's tests and charts,
+            written), so a command that takes seconds on a large run is not silent.
 
     Raises:
         RunError: not a run directory, bad options, or it holds no trial yet (the report is
             still written then).
     """
+    t0 = time.perf_counter()
+
+    def say(line: str) -> None:
+        if progress is not None:
+            progress(f"report: {line} ({time.perf_counter() - t0:.1f}s)")
+
     if top_k < 1:
         raise RunError(f"--top-k must be >= 1; got {top_k}")
     if not 0 <= fee < 1:
         raise RunError(f"fee must be in [0, 1) as a fraction; got {fee}")
     run = load_run(run_dir)
+    say(f"read {len(run.trials)} trials of {len(run.groups)} asset/timeframe groups")
     alpha = report_alpha(run)
     board = volatility.add_spike_columns(leaderboard(run), run)
     confirmation = load_confirmation(run.path)
     best = winners(run)
     groups = list(run.groups) + sorted(set(board["group"]) - set(run.groups))
     # Forecast-comparison tests per group (DM per finished trial, SPA over all of them).
-    tests = {g: group_tests(run, g, alpha=alpha) for g in groups}
+    tests = {}
+    for i, g in enumerate(groups, start=1):
+        tests[g] = group_tests(run, g, alpha=alpha)
+        say(f"{g}: Diebold-Mariano and SPA tests done ({i}/{len(groups)})")
     board = add_dm_columns(board, tests)
     target = (run.spec.get("target") or {}).get("kind", "multiplier") if isinstance(run.spec.get("target"), dict) \
         else "multiplier"
     table = TABLE + volatility.table_columns(target)
-    cards = [group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table, tests=tests[g])
-             for g in groups]
+    cards = []
+    for i, g in enumerate(groups, start=1):
+        cards.append(group_card(run, g, board, best.get(g), confirmation, top_k=top_k, fee=fee, table=table,
+                                tests=tests[g]))
+        say(f"{g}: backtest and charts done ({i}/{len(groups)})")
     headline = _headline(cards)
+    missing = sum(not t.closed for t in run.trials)
+    partial = {"missing": missing, "total": len(run.trials)} if run.partial else None
 
     out = Path(run_dir) / "report"
     if out.exists() and not out.is_dir():
@@ -456,7 +655,7 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
         "run": {"name": run.name, "path": str(run.path), "spec_file": run.meta.get("spec_file")},
         "groups": _clean(run.groups), "trials": records}, indent=1, default=str, allow_nan=False)
     files["summary.json"] = json.dumps({
-        "headline": headline,
+        "headline": headline, "partial": partial,
         "groups": [{"group": c["group"], "verdict": c["verdict"], "winner": {k: _clean(v) for k, v in
                                                                               (c["winner"] or {}).items()},
                     "counts": c["counts"], "total": c["total"], "compute_seconds": _clean(c["compute_seconds"]),
@@ -466,13 +665,15 @@ def build_report(run_dir: Path | str, *, top_k: int = TOP_K, fee: float = DEFAUL
         default=_clean)
     files["index.html"] = _ENV.get_template("index.html.j2").render(
         name=run.name, spec_file=run.meta.get("spec_file", ""), run_path=str(run.path), cards=cards,
-        n_trials=len(board), headline=headline, table_headers=table, confirmation=confirmation, top_k=top_k, fee=fee,
-        target=target,
+        n_trials=len(board), headline=headline, confirmation=confirmation, top_k=top_k, fee=fee,
+        target=target, partial=partial, run_info=_run_info(run), commands=_commands(run, groups),
+        page_size=PAGE_SIZE,
         # plotly.js is MIT-licensed static text shipped in the plotly wheel; inlined once.
         plotly_js=markupsafe.Markup(plotly.offline.get_plotlyjs()))
     out.mkdir(exist_ok=True)
     for name, text in files.items():
         atomic_write(out / name, text)
+    say(f"written to {out}")
     if board.empty:
         raise RunError(f"{run_dir}: no trials found; the report is empty")
     return out

@@ -12,6 +12,7 @@ Run directory layout (written by ``cluster.sweep``)::
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from dataclasses import dataclass, field
@@ -29,6 +30,9 @@ RUN_HINT = "restore it or run the sweep again"
 
 #: Statuses of trials that produced a usable validation score.
 SCORED = ("finished", "stopped")
+#: Written into the run folder when ``tunefactory run``/``resume`` saw the sweep end (not
+#: when it was interrupted): without it, trials lacking final scores may still be running.
+FINISHED_MARKER = "sweep_finished.json"
 
 
 @dataclass
@@ -60,6 +64,9 @@ class Trial:
     ended: float = math.nan
     wall_seconds: float = math.nan
     extra: dict[str, Any] = field(default_factory=dict)
+    #: Whether the trial has ended: failed, or its last result row is marked ``done`` (Ray 2.60
+    #: marks the last row of a trial ASHA stopped ``done`` too). False while it may still run.
+    closed: bool = False
 
     @property
     def group(self) -> str:
@@ -89,10 +96,20 @@ class Run:
     groups: dict[str, dict[str, Any]]
     trials: list[Trial]
     meta: dict[str, Any]
+    finished: dict[str, Any] | None = None  # the FINISHED_MARKER's content; None while the sweep may run
 
     @property
     def name(self) -> str:
         return str(self.meta.get("name") or self.path.name)
+
+    @property
+    def partial(self) -> bool:
+        """Whether this may be a sweep still running: no finished marker and some trial has not ended.
+
+        A trial ASHA stopped has no final scores but has ended (its last row is ``done``), so a
+        finished sweep from before the marker existed is not called partial for those.
+        """
+        return self.finished is None and any(not t.closed for t in self.trials)
 
 
 #: What to do about a damaged trial file (the rest of the run is fine).
@@ -160,8 +177,9 @@ def load_trial(trial_dir: Path, *, model: type[Record] = TrialParams) -> Trial |
         started = params.stat().st_mtime
         ended = (trial_dir / "error.txt").stat().st_mtime if err is not None else math.nan
         wall = ended - started if err is not None else math.nan
+    closed = err is not None or final is not None or bool(rows and rows[-1].get("done") is True)
     return Trial(tid, trial_dir, config, epochs, final, status, err, ckpts[-1] if ckpts else None,
-                 started, ended, wall)
+                 started, ended, wall, closed=closed)
 
 
 def load_run(run_dir: Path | str) -> Run:
@@ -188,7 +206,11 @@ def load_run(run_dir: Path | str) -> Run:
             t = load_trial(d)
             if t is not None:
                 trials.append(t)
-    return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta)
+    finished: Any = None
+    with contextlib.suppress(OSError, json.JSONDecodeError):
+        finished = json.loads((run_dir / FINISHED_MARKER).read_text(encoding="utf-8"))
+    return Run(run_dir, spec if isinstance(spec, dict) else {}, groups, trials, meta,
+               finished if isinstance(finished, dict) else None)
 
 
 LEADERBOARD_COLUMNS = [

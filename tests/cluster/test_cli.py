@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import subprocess
 import sys
@@ -115,6 +116,27 @@ def test_data_fetch_progress_lines_are_throttled(capsys: pytest.CaptureFixture[s
     assert out == ["fetching binance BTC/USDT 1h: 1,000 candles through 2021-01-01T00:00Z (10%, 1 requests, 0s, ETA 4s)",
                    "fetching binance BTC/USDT 1h: 4,000 candles through 2021-01-01T00:00Z (50%, 4 requests, 6s, ETA 6s)",
                    "fetching binance BTC/USDT 1h: 5,000 candles through 2021-01-01T00:00Z (90%, 5 requests, 12s, ETA 1s)"]
+
+
+def test_report_prints_a_line_per_stage_and_q_hides_them(small_run: Path, tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    from cluster.cli import main
+
+    run = tmp_path / "run"
+    shutil.copytree(small_run, run)
+    capsys.readouterr()
+    assert main(["report", str(run)]) == 0
+    out, err = capsys.readouterr()
+    paths = [str(run / "report" / f) for f in ("index.html", "leaderboard.csv", "leaderboard.json")]
+    stages = [re.sub(r" \(\d+\.\ds\)$", "", ln) for ln in out.splitlines()]
+    assert stages == [f"report: building {run}/report/", "report: read 4 trials of 1 asset/timeframe groups",
+                      "report: BTC-USDT/1d: Diebold-Mariano and SPA tests done (1/1)",
+                      "report: BTC-USDT/1d: backtest and charts done (1/1)", f"report: written to {run / 'report'}",
+                      *paths]
+    assert err == ""
+    assert main(["report", str(run), "-q"]) == 0
+    out_q, err_q = capsys.readouterr()
+    assert out_q.splitlines() == paths and err_q == ""
 
 
 def test_report_export_forecast_json(small_run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -281,7 +281,7 @@ def test_reconcile_state_keeps_a_trial_that_finished_after_the_last_snapshot(tmp
 
     fixed = reconcile_state(str(run))
 
-    assert fixed == {"finished": ["a"], "cleared": ["b", "e"]}
+    assert fixed == {"finished": ["a"], "cleared": ["b", "e"], "adopted": [], "discarded": []}
     after = json.loads((run / "experiment_state-2026-01-01_00-00-00.json").read_text())
     status = {json.loads(t)["trial_id"]: json.loads(t)["status"] for t, _ in after["trial_data"]}
     assert status == {"a": "TERMINATED", "b": "RUNNING", "c": "TERMINATED", "d": "ERROR", "e": "PENDING"}

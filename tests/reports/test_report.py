@@ -8,6 +8,7 @@ import random
 import re
 from pathlib import Path
 
+import markupsafe
 import numpy as np
 import pandas as pd
 import pytest
@@ -50,7 +51,9 @@ def test_report_is_self_contained_and_leads_with_the_verdict(built_run: Path) ->
     assert not re.search(r"<(script|link|img|iframe)[^>]+(src|href)=", html, re.I), "nothing may be fetched"
     assert "default-src 'none'" in html
     kinds = re.findall(r'data-kind="(\w+)"', html)
-    assert kinds == ["history", "importance", "indicators", "curves", "predictions", "equity"]
+    # 4 scored trials: no indicator chart ("top k vs all" needs the top to be at most half).
+    assert kinds == ["history", "importance", "parallel", "slice", "contour", "curves", "predictions", "cumulative",
+                     "equity"]
     for block in re.findall(r'<script type="application/json" class="fig"[^>]*>(.*?)</script>', html, re.S):
         assert "data" in json.loads(block)
     summary = json.loads((built_run / "report" / "summary.json").read_text())
@@ -60,7 +63,7 @@ def test_report_is_self_contained_and_leads_with_the_verdict(built_run: Path) ->
     assert summary["headline"]["text"] in html
     # the card says what the scored model was trained on (its training span, groups.json)
     spans = json.loads((built_run / "groups.json").read_text())["groups"]["BTC-USDT/1d"]["spans"]["train"]
-    (trained,) = re.findall(r'<dd class="trained-on">(.*?) <span', html)
+    (trained,) = re.findall(r'<span class="trained-on" title="[^"]*">(.*?)</span>', html)
     assert trained.startswith(f"{spans[0]} → {spans[1]} (")
 
 
@@ -277,3 +280,172 @@ def test_verdicts_and_headline_across_groups() -> None:
     assert _headline([card(v_good), card(v_open)])["level"] == "warn"
     assert _headline([card(v_good), card(v_good)])["level"] == "good"
     assert _headline([card(v_luck)])["text"] == "The winner cannot be told from persistence (“next close = last close”)."
+
+
+# --- the report at a glance -------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def two_groups(small_run: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 56-trial, two-group run synthesised from the small real run (benchmarks/report_1000.py),
+    in a folder whose name needs shell quoting; its report is built with 10 rows per page."""
+    from benchmarks.report_1000 import synthesise
+    from reports import build
+
+    run = synthesise(small_run, tmp_path_factory.mktemp("glance") / "my run's", trials=56, groups=2)
+    (run / "sweep_finished.json").write_text(json.dumps({"finished": "2026-12-01T10:00:00Z", "fit_seconds": 1.0}))
+    mp = pytest.MonkeyPatch()
+    mp.setattr(build, "PAGE_SIZE", 10)
+    try:
+        build_report(run)
+    finally:
+        mp.undo()
+    return run
+
+
+def _summary_rows(html: str) -> list[str]:
+    (table,) = re.findall(r'<table class="summary" id="summary">(.*?)</table>', html, re.S)
+    return re.findall(r'<tr class="(?:good|warn|bad)" data-group="([^"]+)">', table)
+
+
+def test_summary_table_has_one_row_per_group_and_the_verdict_sentence_once(two_groups: Path) -> None:
+    html = (two_groups / "report" / "index.html").read_text()
+    summary = json.loads((two_groups / "report" / "summary.json").read_text())
+    assert _summary_rows(html) == ["BTC-USDT/1d", "ETH-USDT/1d"]
+    board = pd.read_csv(two_groups / "report" / "leaderboard.csv")
+    for g in summary["groups"]:
+        row = html.split(f'data-group="{g["group"]}">', 1)[1].split("</tr>", 1)[0]
+        win = board[(board["group"] == g["group"]) & (board["rank"] == 1)].iloc[0]
+        assert f"<b>{win['family']}</b> <code>{win['trial_id']}</code>" in row
+        assert f"{win['test_skill'] * 100:+.2f}%" in row  # test skill
+        assert f"{g['counts']['finished']}/{g['total']}" in row
+        bt = g["backtest"]
+        assert f"{bt['strategy']['total_return'] * 100:+.2f}% vs {bt['buy_hold']['total_return'] * 100:+.2f}%" in row
+        assert "not confirmed" in row and "significant" in row
+        # The verdict sentence is said once per group (the banner), not again in a card and the section.
+        texts = [x["verdict"]["text"] for x in summary["groups"]]
+        assert html.count(str(markupsafe.escape(g["verdict"]["text"]))) == texts.count(g["verdict"]["text"])
+
+
+def test_run_metadata_and_ready_to_paste_commands(built_run: Path, two_groups: Path) -> None:
+    import html as html_mod
+    import shlex
+
+    from cluster.cli import build_parser
+
+    page = (built_run / "report" / "index.html").read_text()
+    (meta,) = re.findall(r'<dl class="meta small" id="run-meta">(.*?)</dl>', page, re.S)
+    groups = json.loads((built_run / "groups.json").read_text())
+    # Recorded by the sweep that made the small run: versions, commit (a git checkout), start.
+    assert f"tensorflow {groups['versions']['tensorflow']}" in meta
+    assert f"python {groups['versions']['python']}" in meta and f"optuna {groups['versions']['optuna']}" in meta
+    assert groups["commit"] and f"<code>{groups['commit']}</code>" in meta
+    assert groups["created"].replace("T", " ").replace("Z", " UTC") in meta
+    finished = json.loads((built_run / "sweep_finished.json").read_text())["finished"]
+    assert finished.replace("T", " ").replace("Z", " UTC") in meta and 'id="partial"' not in page
+
+    page = (two_groups / "report" / "index.html").read_text()
+    cmds = [shlex.split(html_mod.unescape(c)) for c in re.findall(r'<pre class="cmd small">(.*?)</pre>', page)]
+    assert [c[1] for c in cmds] == ["confirm", "export", "forecast", "forecast"]
+    parser = build_parser()
+    parsed = [parser.parse_args(c[1:]) for c in cmds if c[0] == "tunefactory"]
+    assert len(parsed) == 4
+    assert parsed[0].run_dir == parsed[1].run_dir == two_groups  # the quoted "my run's" folder, intact
+    assert (parsed[0].top_k, parsed[0].seeds, parsed[0].folds) == (3, 5, 3)
+    assert [(a.asset, a.timeframe) for a in parsed[2:]] == [("BTC-USDT", "1d"), ("ETH-USDT", "1d")]
+    assert parsed[1].registry == parsed[2].registry == Path("winners")
+
+
+def test_importance_is_collapsed_below_20_scored_trials(built_run: Path, two_groups: Path) -> None:
+    few = (built_run / "report" / "index.html").read_text()
+    assert re.search(r'<details class="fig-collapsed"><summary class="small">Parameter importance \(fANOVA\): only 4 '
+                     r'scored trials \(fewer than 20\)[^<]*</summary><div class="chart" [^>]*data-kind="importance"', few)
+    board = pd.read_csv(two_groups / "report" / "leaderboard.csv")
+    scored = board[board["status"].isin(["finished", "stopped"])].groupby("group").size()
+    assert (scored >= 20).all(), scored  # the synthetic groups have enough: shown open
+    many = (two_groups / "report" / "index.html").read_text()
+    assert many.count('data-kind="importance"') == 2 and "fig-collapsed" not in many
+    # 28 trials per group: the top 10 is compared with all of them.
+    assert re.findall(r"Indicators in the top (\d+) vs all (\d+) scored", many) == [("10", str(n)) for n in scored]
+    assert "Indicator frequency in the top trials vs all: needs at least 6 scored trials" in few
+
+
+def test_persistence_directional_accuracy_is_na(built_run: Path) -> None:
+    html = (built_run / "report" / "index.html").read_text()
+    (row,) = re.findall(r'<tr><td class="l">persistence</td>(.*?)</tr>', html)
+    assert row.endswith(">n/a</td>") and "%</td>" not in row.split("</td>")[-2]
+    drift = re.findall(r'<tr><td class="l">drift</td>.*?<td>([\d.]+%)</td></tr>', html)
+    assert drift, "other baselines keep their directional accuracy"
+
+
+def test_trial_table_has_parameter_columns_indicator_counts_and_pages(two_groups: Path) -> None:
+    html = (two_groups / "report" / "index.html").read_text()
+    section = html.split('<table class="sortable board" id="t-1"', 1)[1].split("</table>", 1)[0]
+    cols = re.findall(r'data-col="([^"]+)"', section.split("</thead>", 1)[0])
+    # one column per searched parameter that varies; no raw model JSON, no wrapped list
+    for c in ("param:lookback", "param:batch", "param:lr", "param:units", "n_indicators"):
+        assert c in cols, cols
+    assert "model" not in cols and "indicators" not in cols
+    types = {col: t for t, col in re.findall(r'data-type="(\w+)" data-col="([^"]+)"', section)}
+    assert types["param:lr"] == types["param:units"] == types["n_indicators"] == "num"
+    board = pd.read_csv(two_groups / "report" / "leaderboard.csv")
+    g = board[board["group"] == "BTC-USDT/1d"].reset_index(drop=True)
+    rows = re.findall(r"<tr class=\"[^\"]*\" data-ind=\"([^\"]*)\"( hidden)?>(.*?)</tr>", section)
+    assert len(rows) == len(g) == 28
+    i_units, i_ind = cols.index("param:units"), cols.index("n_indicators")
+    for (ind, _hidden, cells), (_, r) in zip(rows, g.iterrows(), strict=True):
+        tds = re.findall(r"<td([^>]*)>(.*?)</td>", cells)
+        assert tds[i_units][1] == str(json.loads(r["model"])["units"])
+        assert tds[i_ind][1] == str(r["n_indicators"]) and f'title="{r["indicators"]}"' in tds[i_ind][0]
+        assert ind == r["indicators"]
+    # paging: the first 10 rows show, the rest wait hidden; the pager says so
+    assert [bool(h) for _, h, _ in rows] == [False] * 10 + [True] * 18
+    pager = html.split('<div class="pager" data-table="t-1">', 1)[1].split("</div>", 1)[0]
+    assert "page 1 of 3" in pager and 'class="next">' in pager and 'class="prev" disabled' in pager
+    assert 'data-page-size="10"' in section
+
+
+def test_partial_report_is_labelled_until_the_sweep_finished_marker_exists(small_run: Path, tmp_path: Path) -> None:
+    run = copy_run(small_run, tmp_path / "run")
+    marker = run / "sweep_finished.json"
+    assert marker.is_file()  # written by the sweep that made the small run
+    build_report(run)
+    assert json.loads((run / "report" / "summary.json").read_text())["partial"] is None
+    marker.unlink()
+    build_report(run)  # every trial has final scores: complete even without the marker
+    assert 'id="partial"' not in (run / "report" / "index.html").read_text()
+    losers = sorted(d for d in run.glob("trial_*") if d != winner_dir(run))
+    # A trial ASHA stopped: epochs without test scores, its last row marked done (Ray 2.60). It
+    # has ended, so a finished sweep from before the marker existed is not called partial.
+    rows = [json.loads(ln) for ln in (losers[1] / "result.json").read_text().splitlines() if ln.strip()]
+    epochs = [r for r in rows if "test_rmse" not in r][:2]
+    (losers[1] / "result.json").write_text("".join(json.dumps({**r, "done": i == len(epochs) - 1}) + "\n"
+                                                   for i, r in enumerate(epochs)))
+    build_report(run)
+    assert 'id="partial"' not in (run / "report" / "index.html").read_text()
+    (losers[0] / "result.json").unlink()  # a trial still starting: no report yet
+    build_report(run)
+    html = (run / "report" / "index.html").read_text()
+    assert _body_start(html).startswith('<div class="partial" id="partial">Partial report: 1 of 4 trials have not '
+                                         "ended")
+    assert "<h1>tunefactory report — tiny (partial)</h1>" in html
+    assert json.loads((run / "report" / "summary.json").read_text())["partial"] == {"missing": 1, "total": 4}
+    marker.write_text(json.dumps({"finished": "2026-12-01T10:00:00Z", "fit_seconds": 3.0}))
+    build_report(run)
+    assert "(partial)" not in (run / "report" / "index.html").read_text()
+
+
+def test_cumulative_error_chart_ends_at_the_total_squared_error_difference() -> None:
+    from reports import charts
+
+    pred = pd.DataFrame({"timestamp": pd.date_range("2025-01-01", periods=4, freq="D", tz="UTC").astype(str),
+                         "y_true": [1.0, 1.02, 0.99, 1.01], "y_pred": [1.01, 1.0, 1.0, 1.0],
+                         "y_persistence": [1.0] * 4})
+    fig = charts.fig_cumulative_error(pred)
+    assert fig is not None
+    e_p = (pred["y_true"] - 1.0) ** 2
+    e_m = (pred["y_true"] - pred["y_pred"]) ** 2
+    assert list(fig.data[0].y) == pytest.approx(list((e_p - e_m).cumsum()))
+    assert charts.fig_cumulative_error(pred.drop(columns="y_persistence")) is None
+    scatter = charts.fig_predictions(pred, target="multiplier")
+    assert list(scatter.data[0].x) == list(pred["y_true"]) and list(scatter.data[0].y) == list(pred["y_pred"])

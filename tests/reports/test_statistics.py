@@ -140,6 +140,20 @@ def test_model_confidence_set_drops_a_clearly_worse_forecast() -> None:
     assert big.status.startswith("not computed: 61 forecasts > 60")
 
 
+def test_model_confidence_set_tests_identical_forecasts_once() -> None:
+    """Copies of one forecast (the same config and seed trained twice) made arch's MCS raise IndexError."""
+    rng = np.random.default_rng(9)
+    base = _losses(rng, 400)
+    a = base * rng.uniform(0.9, 1.1, 400)
+    losses = np.column_stack([base, a, 3.0 * base, a])
+    r = model_confidence_set(losses, ["persistence", "a", "bad", "a_copy"], size=0.10, block_size=2, reps=300, seed=1)
+    once = model_confidence_set(losses[:, :3], ["persistence", "a", "bad"], size=0.10, block_size=2, reps=300, seed=1)
+    assert r.status == "ok" and r.pvalues["a_copy"] == r.pvalues["a"] == once.pvalues["a"]
+    assert set(r.included) == set(once.included) | {"a_copy"} and "bad" not in r.included
+    same = model_confidence_set(np.column_stack([base, base]), ["persistence", "copy"], block_size=2)
+    assert same.status == "ok" and same.included == ["persistence", "copy"]
+
+
 def test_deflated_sharpe_matches_the_papers_worked_example() -> None:
     # Bailey & López de Prado (2014), "The Deflated Sharpe Ratio", J. Portfolio Management 40(5), numerical
     # example: N = 100 trials, variance of their annualised Sharpe ratios V = 1/2, T = 1250 daily returns
@@ -162,3 +176,19 @@ def test_deflated_sharpe_bad_input_is_one_line() -> None:
         deflated_sharpe(0.1, n_trials=5, sr_variance=0.01, n_obs=1, skew=0, kurtosis=3)
     with pytest.raises(RunError, match=r"is not positive \(skew 30"):
         deflated_sharpe(0.5, n_trials=5, sr_variance=0.01, n_obs=100, skew=30, kurtosis=3)
+
+
+@pytest.mark.parametrize(("k", "block", "seed"), [(3, 2, 1), (40, 5, 7), (200, 1, 3)])
+def test_spa_from_bootstrap_counts_equals_arch_spa(k: int, block: int, seed: int) -> None:
+    """The reports' SPA averages each resample as bincount @ losses; arch copies the rows. Same p-values."""
+    from reports.statistics import _CountingSPA
+
+    rng = np.random.default_rng(seed)
+    x = rng.standard_normal((150, k)) * rng.uniform(0.5, 2.0, k) + rng.normal(0.0, 0.15, k)
+    ours = _CountingSPA(np.zeros(150), -x, block_size=block, reps=300, bootstrap="stationary", studentize=True,
+                        seed=seed)
+    ref = SPA(np.zeros(150), -x, block_size=block, reps=300, bootstrap="stationary", studentize=True, seed=seed)
+    ours.compute()
+    ref.compute()
+    assert ours.pvalues.to_dict() == ref.pvalues.to_dict()
+    assert 0.0 < ref.pvalues["upper"] < 1.0  # a non-trivial case, not all-0 or all-1

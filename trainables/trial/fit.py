@@ -155,6 +155,11 @@ def save_artifacts(out: Path, model: Any, scaler: Scaler, data: Prepared, config
     """Write ``model.keras``, ``scaler.json``, ``trial.json`` and ``predictions.csv`` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     keras_runtime.save_model(model, out / "model.keras")
+    save_trial_files(out, scaler, data, config, test_pred)
+
+
+def save_trial_files(out: Path, scaler: Scaler, data: Prepared, config: TrialConfig, test_pred: np.ndarray) -> None:
+    """The checkpoint files besides the model: ``scaler.json``, ``trial.json``, ``predictions.csv``."""
     (out / "scaler.json").write_text(json.dumps({**scaler.to_json(), "columns": list(config.columns)}))
     (out / "trial.json").write_text(json.dumps(config.to_dict(), default=str, indent=1))
     idx = data.test_idx

@@ -106,3 +106,24 @@ def test_fit_fixed_epochs_trains_exactly_n_epochs_on_every_sample_and_is_seeded(
     np.testing.assert_allclose(za, zb, rtol=1e-5)  # same config and seed: the same model
     with pytest.raises(ValueError, match="epochs must be >= 1"):
         fit_fixed_epochs(_cfg(), dataclasses.replace(p), epochs=0)
+
+
+def test_synthetic_trial_reports_and_saves_what_a_real_trial_does(btc: Prepared, tmp_path: Path) -> None:
+    """The driver benchmark's stand-in (trainables.trial.synthetic) must look like a real trial to the driver."""
+    from trainables.trial.fit import run_trial, trial_config
+    from trainables.trial.synthetic import synthetic_trial
+
+    cfg = trial_config(_cfg(), btc)
+    real_rows: list[dict[str, Any]] = []
+    fake_rows: list[dict[str, Any]] = []
+    real = run_trial(cfg, btc, sink=real_rows.append, save_dir=tmp_path / "real")
+    fake = synthetic_trial(cfg, btc, sink=fake_rows.append, save_dir=tmp_path / "fake", epochs=2)
+    assert [sorted(r) for r in fake_rows] == [sorted(r) for r in real_rows]
+    assert sorted(fake) == sorted(real)
+    assert fake["val_rmse_best"] == min(r["val_rmse"] for r in fake_rows)
+    assert sorted(p.name for p in (tmp_path / "fake").iterdir()) == sorted(p.name for p in (tmp_path / "real").iterdir())
+    real_csv = pd.read_csv(tmp_path / "real" / "predictions.csv")
+    fake_csv = pd.read_csv(tmp_path / "fake" / "predictions.csv")
+    assert list(fake_csv.columns) == list(real_csv.columns) and len(fake_csv) == len(real_csv)
+    again = synthetic_trial(cfg, btc, sink=lambda row: None, save_dir=None, epochs=2)  # seeded: reproducible
+    assert {k: v for k, v in again.items() if "seconds" not in k} == {k: v for k, v in fake.items() if "seconds" not in k}
