@@ -137,6 +137,30 @@ class StateWrites:
         cls.sync_up_experiment_state = timed
 
 
+class TrialCopies:
+    """Times the copies of single trial folders to storage (``cluster.ray_runtime.copy_trial_folder``).
+
+    Wraps the module function the callback calls, not Ray's copy routine: Tune's syncer
+    keeps its last command in every trial's pickled state, and a wrapper there would be
+    pickled by value and inflate the state this benchmark measures.
+    """
+
+    def __init__(self) -> None:
+        from cluster import ray_runtime
+
+        self.count, self.seconds = 0, 0.0
+        original = ray_runtime.copy_trial_folder
+        outer = self
+
+        def timed(trial: Any) -> None:
+            t0 = time.perf_counter()
+            original(trial)
+            outer.count += 1
+            outer.seconds += time.perf_counter() - t0
+
+        ray_runtime.copy_trial_folder = timed  # type: ignore[assignment]
+
+
 class Finishes:
     """When each trial ended, as the driver saw it: the sweep's progress callback is timed.
 
@@ -150,11 +174,13 @@ class Finishes:
         from cluster.progress import Progress
 
         self.times: list[float] = []
+        self.cpu: list[float] = []  # the driver process's CPU seconds (all threads) at each end
         original = Progress.line
         outer = self
 
         def line(prog: Any, trial: Any, *, error: bool = False) -> None:
             outer.times.append(time.time())
+            outer.cpu.append(time.process_time())
             original(prog, trial, error=error)
 
         Progress.line = line  # type: ignore[method-assign,assignment]
@@ -231,6 +257,7 @@ def main(argv: list[str] | None = None) -> int:
     tame_third_party()
     rt.init_ray(None, num_cpus=args.num_cpus)
     writes = StateWrites()
+    copies = TrialCopies()
     write_run_header(str(run), loaded, datasets, prepare_seconds=0.0)
     ends = Finishes()  # before build_tuner: the progress callback binds Progress.line there
     tuner = build_tuner(loaded.spec, datasets, str(run))
@@ -249,27 +276,35 @@ def main(argv: list[str] | None = None) -> int:
     total, trials, by = folder_bytes(run)
     print(f"\ndriver_10k: {len(times)} trials ended of {args.trials} in {wall:.0f}s "
           f"({len(times) / wall * 3600:.0f}/h overall), {args.epochs} synthetic epochs, {args.algorithm}")
-    print(f"{'trials':>13} {'seconds':>8} {'per hour':>9} {'driver RSS MB':>14} {'state writes s':>15}")
+    # Driver CPU per trial does not depend on what else the machine runs, unlike the rate.
+    print(f"{'trials':>13} {'seconds':>8} {'per hour':>9} {'driver CPU ms/trial':>20} {'driver RSS MB':>14} "
+          f"{'state writes s':>15}")
     prev = t0
     for r in rows:
         in_chunk = sum(dt for ts, dt in writes.times if prev < ts <= r["end"])
         prev = r["end"]
-        print(f"{r['first']:>6}-{r['last']:<6} {r['seconds']:8.1f} {r['per_hour']:9.0f} {mem.at(r['end']):14.0f} "
-              f"{in_chunk:15.1f}")
+        a, b = int(r["first"]) - 1, int(r["last"]) - 1
+        cpu_ms = (ends.cpu[b] - (ends.cpu[a - 1] if a else ends.cpu[0])) / max(b - a + (1 if a else 0), 1) * 1000
+        r["driver_cpu_ms_per_trial"] = cpu_ms
+        print(f"{r['first']:>6}-{r['last']:<6} {r['seconds']:8.1f} {r['per_hour']:9.0f} {cpu_ms:20.1f} "
+              f"{mem.at(r['end']):14.0f} {in_chunk:15.1f}")
+    load = os.getloadavg()[0]
     ratio = rows[-1]["per_hour"] / rows[0]["per_hour"] if len(rows) > 1 else float("nan")
     state_bytes = state[-1].stat().st_size if state else 0
-    print(f"last/first chunk rate: {ratio:.2f}")
+    print(f"last/first chunk rate: {ratio:.2f} (load average {load:.1f} on {os.cpu_count()} CPUs at the end)")
     print(f"driver peak RSS: {peak_mb:.0f} MB")
     print(f"experiment_state: {state_bytes / 1e6:.2f} MB ({state_bytes / max(trials, 1) / 1e3:.1f} KB/trial); "
           f"searcher state: {sum(p.stat().st_size for p in searcher) / 1e6:.2f} MB")
     print(f"state snapshots: {writes.count}, {writes.seconds:.1f}s in all ({writes.seconds / wall * 100:.1f}% of the "
           f"sweep), longest {writes.longest:.2f}s")
+    print(f"trial folders copied to storage one by one: {copies.count}, {copies.seconds:.1f}s in all")
     print(f"run folder: {total / max(trials, 1) / 1e3:.1f} KB per trial in trial folders; by file (KB/trial): "
           + ", ".join(f"{k} {v / max(trials, 1) / 1e3:.1f}" for k, v in sorted(by.items(), key=lambda kv: -kv[1])))
     out = {"trials": args.trials, "ended": len(times), "epochs": args.epochs, "algorithm": args.algorithm,
-           "wall_s": wall, "chunks": rows, "last_first_ratio": ratio, "driver_peak_rss_mb": peak_mb,
+           "wall_s": wall, "chunks": rows, "load_average": load, "last_first_ratio": ratio, "driver_peak_rss_mb": peak_mb,
            "experiment_state_bytes": state_bytes, "state_snapshots": writes.count,
            "state_write_s": writes.seconds, "state_write_longest_s": writes.longest,
+           "trial_copies": copies.count, "trial_copy_s": copies.seconds,
            "bytes_per_trial": total / max(trials, 1), "bytes_per_trial_by_file": {k: v / max(trials, 1)
                                                                                   for k, v in by.items()}}
     if args.json:

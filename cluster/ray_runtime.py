@@ -358,7 +358,7 @@ def make_tuner(trainable: Any, run_dir: Path | str, *, max_failures: int,
         tune_config=tune.TuneConfig(metric=metric, mode=mode, search_alg=search_alg, scheduler=scheduler,
                                     num_samples=num_samples, max_concurrent_trials=max_concurrent,
                                     reuse_actors=True,
-                                    trial_dirname_creator=lambda t: f"trial_{t.trial_id}"),
+                                    trial_dirname_creator=trial_dirname),
         run_config=tune.RunConfig(
             name=run_name, storage_path=parent,
             failure_config=tune.FailureConfig(max_failures=max_failures),
@@ -495,13 +495,10 @@ def trial_folders_callback() -> Any:
             _TRIAL_FOLDERS_SYNCED[0] = False  # the final snapshot copies everything again
 
         def flush(self) -> None:
-            from ray.train._internal.storage import _upload_to_fs_path
-
             while self.ended:
                 trial = self.ended.pop(0)
                 try:
-                    st = trial.storage
-                    _upload_to_fs_path(st.trial_driver_staging_path, st.storage_filesystem, st.trial_fs_path)
+                    copy_trial_folder(trial)
                 except Exception as e:
                     _TRIAL_FOLDERS_SYNCED[0] = False  # snapshots copy trial folders again
                     if not self.failed:
@@ -513,6 +510,23 @@ def trial_folders_callback() -> Any:
             return {"ended": [], "failed": False}  # tuner.pkl keeps the callback, not its queue
 
     return _TrialFolders()
+
+
+def copy_trial_folder(trial: Any) -> None:
+    """Copy one trial's folder from the driver's staging folder to its place on storage."""
+    from ray.train._internal.storage import _upload_to_fs_path
+
+    st = trial.storage
+    _upload_to_fs_path(st.trial_driver_staging_path, st.storage_filesystem, st.trial_fs_path)
+
+
+def trial_dirname(trial: Any) -> str:
+    """A trial's folder name, ``trial_<id>``.
+
+    A module-level function rather than a lambda: Tune pickles it into every trial's
+    entry of the experiment state, and a lambda is pickled by value (~1.2 KB a trial).
+    """
+    return f"trial_{trial.trial_id}"
 
 
 def _snapshot_without_trial_folders() -> None:

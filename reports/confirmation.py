@@ -33,13 +33,14 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import yaml
+from pydantic import Field
 
 from reports.collect import Trial, load_trial
 from reports.forecast_tests import read_predictions, spec_alpha
 from reports.statistics import DMResult, diebold_mariano
 from trainables.errors import RunError
 from trainables.files import atomic_write
-from trainables.records import read_json
+from trainables.records import Record, read_json
 from trainables.run_files import ConfirmParams
 
 NOT_DISTINGUISHABLE = "not distinguishable from persistence"
@@ -63,8 +64,8 @@ def loss_differential(t: Trial) -> tuple[np.ndarray, np.ndarray] | None:
         p = read_predictions(f)
         d = (p["y_pred"] - p["y_true"]) ** 2 - (p["y_persistence"] - p["y_true"]) ** 2
         ts = p["timestamp"]
-    except (OSError, ValueError, KeyError):
-        return None
+    except (OSError, ValueError, KeyError, RunError):
+        return None  # a run without usable predictions has no DM test; its scores still count
     return (ts, d) if len(d) and np.all(np.isfinite(d)) else None
 
 
@@ -236,15 +237,39 @@ def summarise(run_dir: Path | str, exp_dir: Path) -> dict[str, Any]:
     return summary
 
 
+class RankRow(Record):
+    """One config of ``confirm/summary.json``'s ranking (the keys the report and the terminal read)."""
+
+    group: str
+    trial_id: str
+    runs: int
+    verdict: str
+    test_skill_mean: float | None = None
+    test_skill_std: float | None = None
+    dm_pvalue: float | None = None
+
+
+class ConfirmSummary(Record):
+    """``RUN_DIR/confirm/summary.json`` (written by :func:`summarise`)."""
+
+    ranking: list[RankRow]
+    runs: list[dict[str, Any]] = Field(default_factory=list)
+    top_k: int | None = None
+    seeds: int | None = None
+    folds: int | None = None
+
+
 def load_confirmation(run_dir: Path | str) -> dict[str, Any] | None:
-    """The latest confirmation summary of a run (``None`` when never confirmed)."""
+    """The latest confirmation summary of a run (``None`` when never confirmed).
+
+    Raises:
+        RunError: ``summary.json`` is damaged (written atomically, so not by a crash).
+    """
     f = Path(run_dir) / "confirm" / "summary.json"
-    if not f.is_file():
+    if not f.exists():
         return None
-    try:
-        return json.loads(f.read_text(encoding="utf-8"))
-    except json.JSONDecodeError:
-        return None  # half-written by a crash before atomic_write existed; the report goes without it
+    summary: dict[str, Any] = read_json(f, ConfirmSummary, hint="run `tunefactory confirm` again or remove it")
+    return summary
 
 
 def summary_lines(summary: dict[str, Any]) -> list[str]:

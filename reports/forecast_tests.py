@@ -37,6 +37,7 @@ from search_spaces.loader import format_errors
 from search_spaces.schema import DEFAULT_ALPHA, ReportOnly
 from trainables.data.candles import TIMEFRAMES
 from trainables.errors import RunError
+from trainables.records import excerpt, read_text
 
 #: Size of the model confidence set's test (a 90 % set).
 MCS_SIZE = 0.10
@@ -104,9 +105,9 @@ def read_predictions(path: Path) -> dict[str, np.ndarray]:
 
     Raises:
         ValueError: no header, ragged rows, or a number that does not parse.
-        OSError: the file cannot be read.
+        RunError: the file is missing, too big or not UTF-8.
     """
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = read_text(path).splitlines()  # size-capped, strict UTF-8 (RunError naming the line)
     if not lines:
         raise ValueError("empty file")
     header = lines[0].strip().split(",")
@@ -185,8 +186,8 @@ def _check(t: Trial, first: pd.Timestamp | None, last: pd.Timestamp | None,
         return "no predictions.csv in its checkpoint", None
     try:
         df = read_predictions(f)
-    except (OSError, ValueError, UnicodeDecodeError) as e:
-        return f"unreadable predictions.csv ({e})", None
+    except (OSError, ValueError, RunError) as e:
+        return f"unreadable predictions.csv ({excerpt(str(e).replace(str(f), 'the file'), 120, plain=True)})", None
     missing = set(_COLUMNS) - set(df)
     if missing:
         return f"predictions.csv lacks column(s) {', '.join(sorted(missing))}", None

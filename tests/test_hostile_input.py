@@ -13,7 +13,10 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import shutil
+import subprocess
+import sys
 import zipfile
 import zlib
 from collections.abc import Callable
@@ -198,6 +201,13 @@ def blank_lines_then_bad_cell(w: Path) -> None:
     p.write_text("\n".join(lines[:10]) + "\n\n\n\n" + "\n".join(lines[10:]) + "\n")
 
 
+def metric_bomb(w: Path) -> None:
+    """A spec whose metric table (a real gzip file) expands past the size cap."""
+    gzip_bomb("data/BTC_m.csv.gz", 300 << 20)(w)
+    (w / "spec.yaml").write_text(TINY_SPEC.replace(
+        "  start: 2021-01-01\n", f"  start: 2021-01-01\n  metrics: [{json.dumps(str(w / 'data' / '{base}_m.csv.gz'))}]\n"))
+
+
 # --- the commands -----------------------------------------------------------------------
 
 def report(w: Path) -> list[str]:
@@ -311,6 +321,12 @@ CASES: list[Case] = [
     Case("resume-searcher-issued-text", lambda w: resign(w, edit_json(
         f"run/{next((w / 'run').glob('searcher-state-*.pkl')).name}", setk("issued", {"BTC-USDT/1d": "4"}))),
         lambda w: ["resume", str(w / "run")], "issued.BTC-USDT/1d: expected a valid integer"),
+    Case("confirm-summary-truncated", write("run/confirm/summary.json", '{"ranking": [{"group": "BTC-USDT/1d", '),
+         report, "summary.json: line 1, column"),
+    Case("confirm-summary-ranking-mapping", write("run/confirm/summary.json", '{"ranking": {"group": 1}}'), report,
+         "summary.json: ranking: expected a valid list"),
+    Case("confirm-summary-no-verdict", write("run/confirm/summary.json", json.dumps(
+        {"ranking": [{"group": "BTC-USDT/1d", "trial_id": "x", "runs": 3}]})), report, "ranking[0].verdict: missing"),
     # registry: config.yaml, metrics.json, recipe.json
     Case("config-syntax", write(f"{W}/config.yaml", "trial: [1,\n"), forecast(), "config.yaml: line"),
     Case("config-list", write(f"{W}/config.yaml", "- 1\n"), forecast(), "config.yaml: (top level)"),
@@ -390,6 +406,8 @@ CASES: list[Case] = [
     # data files
     Case("data-gzip-bomb", gzip_bomb("data/BTC-USDT_1d.csv.gz", 300 << 20), check("BTC-USDT_1d.csv.gz"),
          "BTC-USDT_1d.csv.gz"),
+    Case("run-metric-table-gzip-bomb", metric_bomb, fixed("run", "{w}/spec.yaml", "--storage", "{w}/runs"),
+         "BTC_m.csv.gz: expands to more than"),
     Case("data-gzip-truncated", lambda w: (w / "data" / "BTC-USDT_1d.csv.gz").write_bytes(
         zlib.compress((w / CSV).read_bytes())[:1000]), check("BTC-USDT_1d.csv.gz"), "BTC-USDT_1d.csv.gz"),
     Case("data-not-utf8", replace(CSV, b"\n2024-01-02", b"\n2024-01-0\xff"), check("BTC-USDT_1d.csv"),
@@ -471,3 +489,28 @@ def test_hostile_input_is_one_line_exit_2_nothing_written(
     assert case.names in lines[0], lines[0]
     assert case.hidden not in lines[0], lines[0]
     assert _snapshot(tmp_path) == before, "files were written or changed"
+
+
+#: Cases run again as a real process: what a user's terminal gets, file descriptor 2
+#: included (TensorFlow's C++ start-up lines, library warnings), not only ``sys.stderr``.
+PROCESS_CASES = ["params-list", "model-corrupt", "scaler-wrong-width", "spec-base-passwd", "data-gzip-bomb",
+                 "resume-searcher-truncated", "run-num-cpus-negative"]
+
+
+@pytest.mark.parametrize("case", [c for c in CASES if c.id in PROCESS_CASES], ids=PROCESS_CASES)
+def test_hostile_input_as_a_process_prints_one_line(case: Case, world: tuple[Path, str], tmp_path: Path) -> None:
+    src, trial = world
+    FILL["trial"] = trial
+    w = tmp_path / "w"
+    shutil.copytree(src, w, symlinks=True)
+    case.mutate(w)
+    argv = [a.replace("{w}", str(w)) for a in case.argv(w)]
+    before = _snapshot(tmp_path)
+    root = str(Path(__file__).resolve().parent.parent)
+    env = {**os.environ, "PYTHONPATH": root}
+    done = subprocess.run([sys.executable, "-m", "cluster.cli", *argv], cwd=tmp_path, env=env, capture_output=True,
+                          text=True, timeout=300, check=False)
+    lines = done.stderr.splitlines()
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert len(lines) == 1 and len(lines[0]) < 300 and case.names in lines[0], lines
+    assert _snapshot(tmp_path) == before

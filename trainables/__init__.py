@@ -7,4 +7,7 @@
 - ``trial``: the typed trial config, one trial's training, the Keras/TF seam.
 - ``evaluation``: scores and the baselines every model is judged against.
 - ``errors``, ``files``: the base error class, atomic file writes.
+- ``records``, ``run_files``: the one layer that reads back the files we wrote (size cap,
+  strict UTF-8, exact line/column, pydantic shapes, one-line errors) and the shapes of the
+  run-folder files (``groups.json``, ``params.json``, ``result.json``, ``scaler.json``).
 """

@@ -117,6 +117,9 @@ def read_bytes(path: Path | str, *, limit: int = MAX_BYTES, error: ErrorType = R
     return raw
 
 
+_CHUNK = 1 << 20
+
+
 def gunzip(raw: bytes, *, path: Path, limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> bytes:
     """Decompress a gzip file's bytes, stopping as soon as the output passes ``limit``.
 
@@ -129,15 +132,16 @@ def gunzip(raw: bytes, *, path: Path, limit: int = MAX_BYTES, error: ErrorType =
     try:
         while data:
             d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member (files may hold several)
-            while data:
-                chunk = d.decompress(data, 1 << 20)
+            while True:
+                chunk = d.decompress(data, _CHUNK)
                 total += len(chunk)
                 if total > limit:
                     raise _fail(error, path, f"expands to more than {limit:,} bytes when decompressed; "
                                 "refused", hint)
                 out.append(chunk)
                 data = d.unconsumed_tail
-                if d.eof:
+                # A full chunk may leave output pending even when all input was consumed.
+                if d.eof or (not data and len(chunk) < _CHUNK):
                     break
             if not d.eof:
                 raise _fail(error, path, "gzip stream is truncated or corrupt (it ends inside a member)", hint)
@@ -360,7 +364,7 @@ def read_csv(path: Path | str, *, columns: dict[str, str], optional: dict[str, s
     for name, kind in present.items():
         raw = df[name]
         if kind == "float":
-            typed = pd.to_numeric(raw.str.strip(), errors="coerce")
+            typed = pd.to_numeric(raw.str.strip(), errors="coerce").astype("float64")
             bad = typed.isna() & (raw.str.strip().str.lower() != "nan")
             what = "a number"
         elif kind == "time":

@@ -17,18 +17,17 @@ from trainables.errors import TunefactoryError
 
 
 def _cmd_report(a: argparse.Namespace) -> int:
-    import sys
-
     from cluster.console import say
 
-    # Stage lines on stderr (stdout keeps the paths, or the JSON, for scripts); hidden by -q.
-    # The first one comes before the ~5 s of imports (pandas, plotly, optuna, arch).
+    # Stage lines on stdout like `run`'s progress (stderr carries only an error, in one line);
+    # hidden by -q and --json. The first one comes before the ~5 s of imports (pandas, plotly,
+    # optuna, arch).
     if not a.json:
-        say(f"report: building {a.run_dir}/report/", file=sys.stderr, progress=True)
+        say(f"report: building {a.run_dir}/report/", progress=True)
     from reports.build import build_report
 
     out = build_report(a.run_dir, top_k=a.top_k, fee=a.fee / 100,
-                       progress=None if a.json else lambda line: say(line, file=sys.stderr, progress=True))
+                       progress=None if a.json else lambda line: say(line, progress=True))
     if a.json:
         import json
 

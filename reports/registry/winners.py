@@ -380,11 +380,11 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         old = None
         if dst.exists():
             try:
-                old = json.loads((dst / "metrics.json").read_text(encoding="utf-8"))
-            except (OSError, json.JSONDecodeError):
+                old = read_json(dst / "metrics.json", WinnerMetrics)
+            except RunError as e:
                 if not force:
-                    lines.append(f"{group}: kept the current winner: its metrics.json is unreadable, so it cannot "
-                                 "be compared (use --force to replace)")
+                    lines.append(f"{group}: kept the current winner: it cannot be compared ({e}; use --force to "
+                                 "replace)")
                     continue
         if old is not None and not force:
             why = _compare(old, run, group, t)

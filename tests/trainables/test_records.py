@@ -13,6 +13,7 @@ from trainables.records import (
     excerpt,
     position,
     read_bytes,
+    read_csv,
     read_json,
     read_jsonl,
     read_text,
@@ -118,3 +119,20 @@ def test_missing_file_and_folder(tmp_path: Path) -> None:
         read_json(tmp_path / "nope.json", hint="export it again")
     with pytest.raises(RunError, match=r": is a folder, not a file$"):
         read_json(tmp_path)
+
+
+def test_csv_names_the_exact_line_of_a_bad_cell_blank_lines_counted(tmp_path: Path) -> None:
+    f = tmp_path / "predictions.csv"
+    f.write_text("timestamp,y_true,y_pred\n2024-01-01T00:00:00Z,1.0,1.1\n\n\n2024-01-02T00:00:00Z,1.0,abc\n")
+    cols = {"timestamp": "time", "y_true": "float", "y_pred": "float"}
+    with pytest.raises(RunError, match=r"predictions\.csv: line 3: timestamp: expected an ISO-8601 date-time; got ''"):
+        read_csv(f, columns=cols)
+    f.write_text("timestamp,y_true,y_pred\n2024-01-01T00:00:00Z,1.0,1.1\n2024-01-02T00:00:00Z,nan,abc\n")
+    with pytest.raises(RunError, match=r"line 3: y_pred: expected a number; got 'abc'$"):
+        read_csv(f, columns=cols)
+    f.write_text("timestamp,y_true\n2024-01-01T00:00:00Z,1.0\n")
+    with pytest.raises(RunError, match=r"header: missing column y_pred; got 'timestamp,y_true'"):
+        read_csv(f, columns=cols)
+    f.write_text("timestamp,y_true,y_pred,close\n2024-01-01T00:00:00Z,1.0,1.1,2\n")
+    df = read_csv(f, columns=cols, optional={"close": "float", "y_persistence": "float"})
+    assert df["close"].dtype.kind == "f" and str(df["timestamp"].dt.tz) == "UTC"

@@ -32,6 +32,7 @@ import pandas as pd
 from trainables.data.candles import TIMEFRAMES
 from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
 from trainables.errors import DataError
+from trainables.records import MAX_BYTES, decode, excerpt, read_bytes
 
 _DAY = pd.Timedelta(days=1)
 # Columns of a funding-rate file: ``source`` (which repository/download a row came from)
@@ -66,10 +67,19 @@ class MetricTable:
 def _gunzip(path: Path, data: bytes) -> bytes:
     """Decompress every gzip member; a truncated or corrupt stream names the last good line."""
     out: list[bytes] = []
+    total = 0
     while data:
         d = zlib.decompressobj(wbits=31)
         try:
-            out.append(d.decompress(data))
+            while True:  # in chunks: a gzip bomb is refused once it passes MAX_BYTES, not after
+                chunk = d.decompress(data, 1 << 20)
+                total += len(chunk)
+                if total > MAX_BYTES:
+                    raise DataError(f"{path}: expands to more than {MAX_BYTES:,} bytes when decompressed; refused")
+                out.append(chunk)
+                data = d.unconsumed_tail
+                if d.eof or (not data and len(chunk) < 1 << 20):
+                    break
         except zlib.error as e:
             line = b"".join(out).count(b"\n") + 1
             raise DataError(f"{path}: line {line}: gzip stream is corrupt ({e}); "
@@ -86,18 +96,13 @@ def _gunzip(path: Path, data: bytes) -> bytes:
 def _read_text(path: Path, expected: str) -> str:
     """Read a ``.csv``/``.csv.gz`` file as UTF-8 text; decoder failures become one-line DataErrors."""
     if not path.is_file():
-        raise DataError(f"{path}: no such file")
-    data = path.read_bytes()
+        raise DataError(f"{path}: {'is a folder, not a table file' if path.is_dir() else 'no such file'}")
+    data = read_bytes(path, error=DataError, decompress=False)  # size-capped
     if not data:
         raise DataError(f"{path}: line 1: file is empty; expected a header line {expected}")
     if data[:2] == b"\x1f\x8b":  # gzip magic, whatever the file is called
         data = _gunzip(path, data)
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        raise DataError(f"{path}: line {line}: byte {e.start} is not UTF-8 text ({e.reason}); "
-                        "save the file as UTF-8") from None
+    text = decode(data, path=path, error=DataError)  # names the exact line and byte
     text = text.removeprefix("\ufeff").replace("\r\n", "\n").rstrip("\n")
     if not text.strip():
         raise DataError(f"{path}: line 1: file is empty; expected a header line {expected}")
@@ -113,7 +118,7 @@ def _split_table(path: Path, text: str, expected: str) -> list[str]:
         hint = ""
         if len(names) == 1 and any(d in names[0] for d in ";\t|"):
             hint = " (is the delimiter a comma?)"
-        raise DataError(f"{path}: line 1: header: expected {expected}; got {lines[0][:80]!r}{hint}")
+        raise DataError(f"{path}: line 1: header: expected {expected}; got {excerpt(lines[0], 80)}{hint}")
     bad = [n for n in names if not n]
     if bad:
         raise DataError(f"{path}: line 1: header: column {names.index('') + 1} has no name")
@@ -227,7 +232,7 @@ def _parse_numbers(path: Path, raw: pd.DataFrame, columns: Sequence[str], *,
         i, _, c = first_bad
         rule = ("is not a finite number; leave the cell empty when there is no value" if allow_empty
                 else "is not a finite number; leave out rows that have no value")
-        raise DataError(f"{path}: line {line_of(i)}: column {c!r}: value {raw[c].iloc[i]!r} {rule}")
+        raise DataError(f"{path}: line {line_of(i)}: column {excerpt(c)}: value {excerpt(raw[c].iloc[i])} {rule}")
     return out
 
 

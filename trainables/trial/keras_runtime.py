@@ -45,6 +45,34 @@ class TrialDiverged(RuntimeError):
 _TF_THREADS: int | None = None
 
 
+def import_quietly() -> None:
+    """Import TensorFlow and Keras once, without their C++ start-up lines when TF is told to be quiet.
+
+    TensorFlow 2.21 logs through absl, which prints INFO lines (oneDNN, CPU features) to
+    file descriptor 2 before ``TF_CPP_MIN_LOG_LEVEL`` can apply: 5 lines before every
+    ``tunefactory forecast`` answer or one-line error. With ``TF_CPP_MIN_LOG_LEVEL`` >= 1
+    (the CLI sets 2) descriptor 2 points to /dev/null during the import only; an import
+    that fails still raises its Python error.
+    """
+    import sys
+
+    if "keras" in sys.modules and "tensorflow" in sys.modules:
+        return
+    if os.environ.get("TF_CPP_MIN_LOG_LEVEL", "0").strip() in ("", "0"):
+        import keras
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    null = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(null, 2)
+        import keras  # noqa: F401
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
 def configure_tensorflow(threads: int, *, gpu_share: float = 0.0) -> None:
     """Size TF's thread pools once per process (they cannot change after TF runs an op).
 
@@ -60,6 +88,7 @@ def configure_tensorflow(threads: int, *, gpu_share: float = 0.0) -> None:
     if _TF_THREADS is not None:
         return
     os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    import_quietly()
     import tensorflow as tf
 
     # Each trial builds new models, so TF's "N out of the last M calls triggered
@@ -300,6 +329,7 @@ def load_model(path: Path, *, hint: str = "export the winner again") -> Any:
     """
     if not path.is_file():
         raise RunError(f"{path}: {'is a folder, not a file' if path.is_dir() else 'file not found'}; {hint}")
+    import_quietly()
     import keras
 
     # Lazy: it imports Keras (~3 s); importing it registers the custom layers a model may use.

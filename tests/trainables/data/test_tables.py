@@ -40,7 +40,7 @@ METRIC_CASES = [
     ("empty", b"", r"line 1: file is empty"),
     ("header_only", MH, r"line 2: file has a header but no rows"),
     ("truncated_gzip", None, r"line \d+: gzip stream is truncated \(it ends after line \d+\)"),
-    ("non_utf8", MH + M1 + b"2021-01-02T00:00:00Z,1100,2.6\xe9\n", r"line 3: byte \d+ is not UTF-8 text"),
+    ("non_utf8", MH + M1 + b"2021-01-02T00:00:00Z,1100,2.6\xe9\n", r"line 3, byte 30: not UTF-8 \(byte 0xe9\)"),
     ("wrong_delimiter", MGOOD.replace(b",", b";"), r"line 1: header: .*is the delimiter a comma\?"),
     ("future", MH + M1 + b"2999-01-02T00:00:00Z,1100,2.6\n", r"line 3: timestamp 2999-01-02T00:00:00Z is in "
                                                             r"the future"),
