@@ -15,6 +15,7 @@ here only, each time with the reason and a fallback for when a Ray upgrade moves
 - Tune's ``experiment_state-*.json`` (made to agree with the trial folders before a restore);
 - ``TuneController.save_to_dir`` (each state snapshot is signed: :func:`sign_state_snapshots`);
 - ``_TrainingRunMetadata.update_metric`` (Tune's statistics of the sweep's metric only: :func:`track_only`);
+- ``TuneController._pending_trials``/``_paused_trials`` (the next trial to start: :func:`first_waiting_trial`);
 - ``_BackgroundSyncer.sync_up`` and ``ray.train._internal.storage._upload_to_fs_path`` (each trial's
   folder goes to storage when it ends, snapshots copy the run state only: :func:`trial_folders_callback`).
 
@@ -611,6 +612,38 @@ def track_only(metric: str | None) -> None:
 
     update_metric._tunefactory_tracks = True  # type: ignore[attr-defined]
     cls.update_metric = update_metric
+
+
+def first_waiting_trial(tune_controller: Any) -> tuple[bool, Any]:
+    """The trial Tune's FIFO scheduler would start next, found without scanning every trial.
+
+    ``FIFOScheduler.choose_trial_to_run`` walks the whole trial list for the first PENDING
+    (then PAUSED) trial on every step that may start one: over a sweep, time growing with
+    the square of the trial count (~11 s of 3,000 trials' driver time, ~40 % of its
+    growth). Tune keeps the pending and paused trials in sets too
+    (``TuneController._pending_trials``/``_paused_trials``), and a waiting trial is almost
+    always among the newest, so the list is walked from its end until every waiting
+    trial was seen: the same trial, in a few steps.
+
+    Returns:
+        ``(True, trial or None)``; ``(False, None)`` when a Ray upgrade moved those sets
+        (the caller then asks FIFO's own scan).
+    """
+    pending = getattr(tune_controller, "_pending_trials", None)
+    paused = getattr(tune_controller, "_paused_trials", None)
+    if not isinstance(pending, set) or not isinstance(paused, set):
+        return False, None
+    for waiting in (pending, paused):
+        if not waiting:
+            continue
+        first, seen = None, 0
+        for trial in reversed(tune_controller.get_trials()):
+            if trial in waiting:
+                first, seen = trial, seen + 1
+                if seen == len(waiting):
+                    break
+        return True, first
+    return True, None
 
 
 def trial_end_callback(on_complete: Callable[[Any], None], on_error: Callable[[Any], None], *,

@@ -28,6 +28,7 @@ from ray import tune
 from ray.tune.schedulers import AsyncHyperBandScheduler, FIFOScheduler
 from ray.tune.search import Searcher
 
+from cluster import ray_runtime as rt
 from cluster.experiment_state import HINT, optuna_trial_json, parse_searcher_state
 from search_spaces.distributions import Dist, DistError
 from search_spaces.schema import Spec
@@ -303,7 +304,19 @@ def _trial_from_json(t: dict[str, Any]) -> optuna.trial.FrozenTrial:
         user_attrs=t["user_attrs"], system_attrs=t["system_attrs"])
 
 
-class GroupedASHA(FIFOScheduler):
+class WaitingFirstFIFO(FIFOScheduler):
+    """Tune's FIFO scheduler, choosing the next trial to start without scanning every trial.
+
+    See :func:`cluster.ray_runtime.first_waiting_trial`: the same trial as FIFO's scan,
+    in time that does not grow with the trials already run.
+    """
+
+    def choose_trial_to_run(self, tune_controller: Any) -> Any:
+        known, trial = rt.first_waiting_trial(tune_controller)
+        return trial if known else super().choose_trial_to_run(tune_controller)
+
+
+class GroupedASHA(WaitingFirstFIFO):
     """ASHA with one independent set of rungs per (asset, timeframe).
 
     One ASHA over all groups compares trials of different groups at each rung. Even on

@@ -41,7 +41,7 @@ from cluster.run_folder import (
     write_report,
     write_run_header,
 )
-from cluster.searcher import GroupedASHA, GroupedSearcher
+from cluster.searcher import GroupedASHA, GroupedSearcher, WaitingFirstFIFO
 from cluster.signals import stop_on_signals
 from cluster.tune_trial import train_trial
 from search_spaces.loader import LoadedSpec, load_spec
@@ -120,7 +120,7 @@ def build_tuner(spec: Spec, datasets: Mapping[str, Prepared], run_dir: Path | st
     # The Optuna studies, mirrored as trials end: `optuna-dashboard RUN_DIR/optuna.journal`.
     journal = None if st.is_uri(run_dir) else str(Path(run_dir) / JOURNAL)
     searcher = GroupedSearcher(spec, metric=METRIC, mode="min", journal=journal)
-    scheduler: Any = None
+    scheduler: Any = WaitingFirstFIFO()  # Tune's default, without its scan of every trial
     if spec.scheduler.kind == "asha":
         # time_attr "epoch": the trial's final report repeats its last epoch number, so
         # ASHA never cuts the report that carries test scores and the checkpoint; max_t

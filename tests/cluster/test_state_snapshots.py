@@ -163,3 +163,34 @@ def test_sigkill_between_rare_snapshots_then_resume_runs_each_trial_number_once(
     assert {g: sorted(n) for g, n in numbers.items()} == {g: list(range(300)) for g in ("BTC-USDT/1d", "BTC-USDT/4h")}
     for name, content in before.items():  # ended before the kill: kept as they were, not run again
         assert (run / name / "result.json").read_bytes() == content, name
+
+
+def test_next_trial_to_start_is_fifos_choice_without_its_scan() -> None:
+    import random
+
+    from ray.tune.experiment import Trial
+    from ray.tune.schedulers import FIFOScheduler
+
+    from cluster.searcher import WaitingFirstFIFO
+
+    class _Trial:
+        def __init__(self, status: str) -> None:
+            self.status = status
+
+    class _Controller:  # what the schedulers read of Tune's controller
+        def __init__(self, trials: list[_Trial]) -> None:
+            self.trials = trials
+            self._pending_trials = {t for t in trials if t.status == Trial.PENDING}
+            self._paused_trials = {t for t in trials if t.status == Trial.PAUSED}
+
+        def get_trials(self) -> list[_Trial]:
+            return self.trials
+
+    rng = random.Random(0)
+    statuses = [Trial.TERMINATED, Trial.ERROR, Trial.RUNNING, Trial.PENDING, Trial.PAUSED]
+    for case in range(300):
+        n = rng.randint(0, 40)
+        trials = [_Trial(rng.choice(statuses[: 3 + case % 3])) for _ in range(n)]
+        ctl = _Controller(trials)
+        assert WaitingFirstFIFO().choose_trial_to_run(ctl) is FIFOScheduler().choose_trial_to_run(ctl)
+    assert WaitingFirstFIFO().choose_trial_to_run(_Controller([])) is None
