@@ -93,6 +93,11 @@ def test_report_opens_offline_sorts_and_renders(small_run: Path, tmp_path: Path)
         assert b.evaluate("document.querySelector('.chart[data-kind=importance]').offsetWidth") > 300
         # The summary table leads, one row per group, after the verdict banner.
         assert b.evaluate("document.querySelectorAll('#summary tbody tr').length") == 1
+        # The trial table has one column per searched parameter (the learning rate is drawn
+        # log-uniformly, so it varies) and the indicator count, not raw model JSON.
+        cols = b.evaluate("Array.prototype.map.call(document.querySelectorAll('#t-1 thead th'), "
+                          "function(th){ return th.dataset.col; })")
+        assert "param:lr" in cols and "n_indicators" in cols and "model" not in cols, cols
         # The verdict is the first thing on the page; the hostile name is plain text.
         assert b.evaluate("document.body.firstElementChild.id") == "verdict"
         assert b.evaluate("document.querySelector('h1').textContent") == f"tunefactory report — {XSS}"
