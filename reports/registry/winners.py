@@ -165,7 +165,7 @@ def selection_table(t: Trial) -> str:
 
     A run keeps compact forecasts plus a shared span file (:mod:`trainables.predictions`);
     a registry entry is self-contained and read by people, so it gets the full table as
-    text (an old run's ``predictions.csv`` comes out byte for byte as it was written).
+    text: the same text the per-trial writer produced before the compact form.
 
     Raises:
         RunError: the trial's predictions are missing or damaged (one line).
