@@ -78,6 +78,8 @@ def synthesise(source: Path, dst: Path, *, trials: int, groups: int, seed: int =
     meta["groups"] = {g: {**info, "asset": g.split("/")[0], "timeframe": g.split("/")[1]} for g in names}
     meta["name"] = f"synthetic-{trials}"
     (dst / "groups.json").write_text(json.dumps(meta, indent=1))
+    if (source / "test_span").is_dir():  # the checkpoints' compact forecasts align to these rows
+        shutil.copytree(source / "test_span", dst / "test_span")
     real = [d for d in sorted(source.glob("trial_*")) if (d / "result.json").is_file()]
     pv = info["persistence_rmse"]["val"]
     t0 = 1.79e9

@@ -5,14 +5,16 @@
 Reads the run folder only (``reports.collect``, no Ray): trials ordered by the time Tune
 recorded for their last result, the rate of each chunk of ``--chunk`` trials (a flat rate
 means the driver's per-trial cost does not grow with the trials already run), the run
-folder's bytes per trial and the size of Tune's experiment state.
+folder's bytes per trial, by file (``--by-file``), and the size of Tune's experiment state.
 """
 
 from __future__ import annotations
 
 import argparse
 import math
+import re
 import sys
+from collections import defaultdict
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -23,6 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("run_dir", type=Path)
     ap.add_argument("--chunk", type=int, default=500)
+    ap.add_argument("--by-file", action="store_true", help="bytes per trial of each kind of file")
     a = ap.parse_args(argv)
     if a.chunk < 1:
         print(f"run_rate: --chunk must be >= 1; got {a.chunk}", file=sys.stderr)
@@ -56,7 +59,39 @@ def main(argv: list[str] | None = None) -> int:
     states = sorted(a.run_dir.glob("experiment_state-*.json"))
     if states:
         print(f"experiment state {states[-1].stat().st_size / 1e6:.2f} MB")
+    if a.by_file:
+        print_by_file(a.run_dir, len(ends), size)
     return 0
+
+
+def file_kind(rel: Path) -> str:
+    """What a file of a run folder is, its per-trial parts generalised.
+
+    ``trial_ab12/checkpoint_000000/model.keras`` → ``trial_*/checkpoint_*/model.keras``,
+    TensorBoard's ``events.out.tfevents.<time>.<host>`` → ``events.out.tfevents.*``; a
+    run-level file (``groups.json``, ``test_span/...``, ``report/...``) by its top folder.
+    """
+    parts = list(rel.parts)
+    if not parts[0].startswith("trial_"):
+        return parts[0] + ("/" if len(parts) > 1 else "")
+    parts[0] = "trial_*"
+    parts = [re.sub(r"^checkpoint_\d+$", "checkpoint_*", p) for p in parts]
+    parts[-1] = re.sub(r"^events\.out\.tfevents\..*", "events.out.tfevents.*", parts[-1])
+    return "/".join(parts)
+
+
+def print_by_file(run_dir: Path, trials: int, total: int) -> None:
+    """Bytes per trial of each kind of file, largest first, with its share of the folder."""
+    sizes: dict[str, int] = defaultdict(int)
+    for f in run_dir.rglob("*"):
+        if f.is_file():
+            sizes[file_kind(f.relative_to(run_dir))] += f.stat().st_size
+    in_trials = sum(n for k, n in sizes.items() if k.startswith("trial_*"))
+    print(f"trial folders {in_trials / trials:,.0f} bytes per trial; run-level files (report, state, "
+          f"test spans) {(total - in_trials) / 1e6:.2f} MB")
+    print(f"{'file':<44} {'bytes/trial':>12} {'share':>7}")
+    for kind, n in sorted(sizes.items(), key=lambda kv: -kv[1]):
+        print(f"{kind:<44} {n / trials:>12,.0f} {n / total:>7.1%}")
 
 
 if __name__ == "__main__":

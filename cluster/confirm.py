@@ -14,7 +14,8 @@ Files, under ``RUN_DIR/confirm/``: ``<name>/`` the Ray experiment (``plan.json``
 each trial's ``index`` to its config and holds every fold's spans), ``summary.json``
 (per-run results and the ranking of the latest confirmation), ``ranking.csv`` and
 ``runs.csv`` (one row per seed x fold, with the fold's ``train_end``, ``eval_start`` and
-``eval_end``).
+``eval_end``); ``<name>/test_span/`` the rows each fold scores, shared by its runs'
+forecasts (:mod:`trainables.predictions`).
 
 Walk-forward folds (``--folds F``) score only data the search never saw. The sweep ranked
 its configs on its validation span, so re-scoring them there (or on anything overlapping
@@ -46,6 +47,7 @@ import numpy as np
 
 from cluster.console import attach_log_file, say, tame_third_party
 from cluster.ray_runtime import grid_search, import_ray, init_ray
+from cluster.run_folder import write_test_spans
 from cluster.sweep import progress_callback, spec_tuner
 from cluster.tune_trial import train_trial
 from reports.collect import SCORED, leaderboard, load_run
@@ -216,6 +218,8 @@ def run_confirmation(run_dir: Path | str, *, top_k: int = 3, seeds: int = 3, fol
         "top_k": top_k, "seeds": seeds, "folds": folds, "embargo": embargo, "created": stamp,
         "folds_spans": spans,
         "plan": plan}, indent=1, default=str))
+    # Each fold scores its own chunk of the test span: one span file per dataset key.
+    write_test_spans(str(exp_dir), datasets)
     import_ray()
     tame_third_party()
     attach_log_file(exp_dir)

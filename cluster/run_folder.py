@@ -2,10 +2,12 @@
 
 Run folder (``<storage>/<name>/``): Ray Tune's own experiment state and one folder per
 trial (``result.json`` with every reported row, ``params.json``, the final checkpoint),
-plus ``spec.yaml`` (the fully merged spec) and ``groups.json`` (per asset/timeframe:
-sample spans, persistence and the other baselines, gaps) written here before any trial
-starts. ``storage`` may be a folder (local or a shared mount) or a URI (``s3://``,
-``gs://``, ``file://``); for URIs the report is built in a local mirror and uploaded next
+plus ``spec.yaml`` (the fully merged spec), ``groups.json`` (per asset/timeframe:
+sample spans, persistence and the other baselines, gaps) and ``test_span/<ASSET>_<TF>.csv``
+(the test rows every trial of a group shares; each checkpoint keeps only its own
+forecasts, see :mod:`trainables.predictions`) written here before any trial starts.
+``storage`` may be a folder (local or a shared mount) or a URI (``s3://``, ``gs://``,
+``file://``); for URIs the report is built in a local mirror and uploaded next
 to the run.
 """
 
@@ -31,6 +33,7 @@ from trainables.evaluation.baselines import baselines
 from trainables.evaluation.scores import rmse
 from trainables.features.dataset import Prepared
 from trainables.files import atomic_write
+from trainables.predictions import SPAN_DIR, span_csv, span_file
 
 
 def _exists_hint(run: str) -> RunError:
@@ -145,6 +148,26 @@ def write_run_header(location: str, loaded: LoadedSpec, datasets: dict[str, Prep
         {"spec_file": str(loaded.path), "name": location.rstrip("/").rpartition("/")[2],
          "prepare_seconds": prepare_seconds, **run_provenance(),
          "groups": {g: group_summary(p) for g, p in datasets.items()}}, indent=1))
+    write_test_spans(location, datasets)
+
+
+def write_test_spans(location: str, datasets: dict[str, Prepared], *, only_missing: bool = False) -> None:
+    """``test_span/<ASSET>_<TF>.csv`` per group: the test rows every trial's forecasts align to.
+
+    Written once per group rather than once per trial (a BTC-USDT 1h trial kept 519 KB of
+    these rows as text); through :func:`write_run_file`, so object storage works too.
+
+    Args:
+        location: the run folder or URI (or a confirmation's experiment folder).
+        datasets: the prepared groups by dataset key (the key names the file).
+        only_missing: keep span files that exist (``resume`` of a run started before the
+            compact predictions: the files its new trials need are added, nothing rewritten).
+    """
+    for key, p in datasets.items():
+        name = f"{SPAN_DIR}/{span_file(key)}"
+        if only_missing and st.read_text(st.join(location, name)) is not None:
+            continue
+        write_run_file(location, name, span_csv(p))
 
 
 def read_spec_text(location: str) -> str:

@@ -40,6 +40,7 @@ from cluster.run_folder import (
     resolve_run_location,
     write_report,
     write_run_header,
+    write_test_spans,
 )
 from cluster.searcher import GroupedASHA, GroupedSearcher, WaitingFirstFIFO
 from cluster.signals import stop_on_signals
@@ -268,6 +269,7 @@ def resume_sweep(run_dir: Path | str, *, address: str | None = None, num_cpus: i
     datasets = prepare_groups(loaded.spec)
     fixed = reconcile_state(location)
     integrity.sign_files(location)  # checked above (or trusted); reconcile_state may have rewritten the state
+    write_test_spans(location, datasets, only_missing=True)  # a run from before the compact predictions
     ended = len(fixed["finished"]) + len(fixed["adopted"])
     if ended:
         say(f"tunefactory: {ended} trial(s) had ended after the last state snapshot; kept as they ended",

@@ -29,7 +29,7 @@ import plotly.offline
 
 from reports import charts, volatility
 from reports.backtest import DEFAULT_FEE, Backtest, backtest
-from reports.collect import SCORED, TRIAL_HINT, Run, Trial, leaderboard, load_run
+from reports.collect import SCORED, Run, Trial, leaderboard, load_run
 from reports.confirmation import NOT_DISTINGUISHABLE, load_confirmation
 from reports.forecast_tests import (
     GroupTests,
@@ -43,7 +43,7 @@ from reports.registry.winners import winners
 from search_spaces.schema import DEFAULT_ALPHA
 from trainables.errors import RunError
 from trainables.files import atomic_write
-from trainables.records import read_csv
+from trainables.predictions import has_predictions, read_predictions
 
 _ENV = jinja2.Environment(
     loader=jinja2.PackageLoader("reports", "templates"),
@@ -54,8 +54,6 @@ _ENV = jinja2.Environment(
     lstrip_blocks=True,
 )
 
-#: Columns of a winner's ``predictions.csv`` the backtest reads (``close`` is absent in old runs).
-PREDICTION_COLUMNS = {"timestamp": "time", "y_true": "float", "y_pred": "float"}
 TOP_K = 10  # "top-k" of the indicator chart and the search-ranking table
 CURVES = 5  # learning curves drawn
 
@@ -447,9 +445,9 @@ def group_card(run: Run, group: str, board: pd.DataFrame, winner: Trial | None,
     bt_error = ""
     pred = None
     target = str(info.get("target") or (winner.config.get("target") if winner else None) or "multiplier")
-    if winner is not None and winner.checkpoint is not None and (winner.checkpoint / "predictions.csv").is_file():
-        pred = read_csv(winner.checkpoint / "predictions.csv", columns=PREDICTION_COLUMNS,
-                        optional={"close": "float", "y_persistence": "float"}, hint=TRIAL_HINT)
+    if winner is not None and winner.checkpoint is not None and has_predictions(winner.checkpoint):
+        pred = read_predictions(winner.checkpoint)  # compact or an old predictions.csv; damaged: one line
+        pred["timestamp"] = pd.to_datetime(pred["timestamp"], utc=True, format="ISO8601")
         tf = str(info.get("timeframe") or winner.config.get("timeframe"))
         try:
             bt = backtest(pred, target=target, horizon=int(info["horizon"]), timeframe=tf, fee=fee)

@@ -7,7 +7,9 @@ Run directory layout (written by ``cluster.sweep``)::
     trial_<id>/params.json    the trial config
     trial_<id>/result.json    JSON lines: one row per epoch, the last (``done``) with test scores
     trial_<id>/error.txt      Ray's traceback when the trial failed
-    trial_<id>/checkpoint_*/  model.keras, scaler.json, trial.json, predictions.csv
+    trial_<id>/checkpoint_*/  model.keras, scaler.json, trial.json, predictions.npy + .json
+                              (older runs: predictions.csv; see trainables.predictions)
+    test_span/<ASSET>_<TF>.csv  the test rows every trial of a group shares
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import pandas as pd
 
 from trainables.errors import RunError
+from trainables.predictions import TRIAL_HINT as TRIAL_FILE_HINT
 from trainables.records import Record, read_bytes, read_json, read_jsonl, read_yaml
 from trainables.run_files import GroupsFile, ResultRow, TrialParams
 
@@ -113,7 +116,7 @@ class Run:
 
 
 #: What to do about a damaged trial file (the rest of the run is fine).
-TRIAL_HINT = "restore or remove that trial folder"
+TRIAL_HINT = TRIAL_FILE_HINT
 
 
 def _read_results(path: Path) -> list[dict[str, Any]]:

@@ -36,10 +36,11 @@ import yaml
 from pydantic import Field
 
 from reports.collect import Trial, load_trial
-from reports.forecast_tests import read_predictions, spec_alpha
+from reports.forecast_tests import spec_alpha
 from reports.statistics import DMResult, diebold_mariano
 from trainables.errors import RunError
 from trainables.files import atomic_write
+from trainables.predictions import SpanCache, has_predictions, read_prediction_columns
 from trainables.records import Record, read_json
 from trainables.run_files import ConfirmParams
 
@@ -55,16 +56,15 @@ def _horizons(exp_dir: Path) -> dict[str, int]:
         return {}
 
 
-def loss_differential(t: Trial) -> tuple[np.ndarray, np.ndarray] | None:
+def loss_differential(t: Trial, spans: SpanCache | None = None) -> tuple[np.ndarray, np.ndarray] | None:
     """(timestamps, squared error − persistence's squared error) of a run's scored samples, or None."""
-    f = t.checkpoint / "predictions.csv" if t.checkpoint is not None else None
-    if f is None or not f.is_file():
+    if t.checkpoint is None or not has_predictions(t.checkpoint):
         return None
     try:
-        p = read_predictions(f)
+        p = read_prediction_columns(t.checkpoint, cache=spans)
         d = (p["y_pred"] - p["y_true"]) ** 2 - (p["y_persistence"] - p["y_true"]) ** 2
         ts = p["timestamp"]
-    except (OSError, ValueError, KeyError, RunError):
+    except (KeyError, RunError):
         return None  # a run without usable predictions has no DM test; its scores still count
     return (ts, d) if len(d) and np.all(np.isfinite(d)) else None
 
@@ -87,6 +87,7 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
     spans = {(g, int(s["fold"])): s for g, folds in (meta.get("folds_spans") or {}).items() for s in folds}
     seen: dict[int, dict[str, Any]] = {}
     horizons = _horizons(exp_dir)
+    cache: SpanCache = {}
     for d in sorted(exp_dir.glob("trial_*")):
         t = load_trial(d, model=ConfirmParams) if d.is_dir() else None
         if t is None or "index" not in t.config:
@@ -99,7 +100,7 @@ def read_runs(exp_dir: Path) -> pd.DataFrame:
                    "test_diracc": f.get("test_diracc", math.nan), "val_rmse_best": t.best if t.final else math.nan,
                    "epochs": len(t.history), "train_seconds": f.get("train_seconds", math.nan),
                    "dm_stat": math.nan, "dm_pvalue": math.nan}
-        ld = loss_differential(t) if t.status == "finished" else None
+        ld = loss_differential(t, cache) if t.status == "finished" else None
         dm = _dm(ld[1], horizons.get(str(t.config.get("group", "")).split("#")[0], 1)) if ld else None
         if dm is not None and dm.pvalue is not None:
             seen[i].update({"dm_stat": dm.statistic, "dm_pvalue": dm.pvalue})
@@ -180,12 +181,13 @@ def combined_dm(exp_dir: Path, *, alpha: float = 0.05) -> pd.DataFrame:
     plan = {int(e["index"]): e for e in meta["plan"]}
     horizons = _horizons(exp_dir)
     series: dict[tuple[str, str], dict[int, list[tuple[np.ndarray, np.ndarray]]]] = {}
+    cache: SpanCache = {}
     for d in sorted(exp_dir.glob("trial_*")):
         t = load_trial(d, model=ConfirmParams) if d.is_dir() else None
         if t is None or t.status != "finished" or int(t.config.get("index", -1)) not in plan:
             continue
         e = plan[int(t.config["index"])]
-        ld = loss_differential(t)
+        ld = loss_differential(t, cache)
         if ld is not None:
             series.setdefault((e["group"], e["trial_id"]), {}).setdefault(int(e["fold"]), []).append(ld)
     rows = []

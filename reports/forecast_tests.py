@@ -1,7 +1,7 @@
 """The report's forecast-comparison tests per asset/timeframe, from a run's test predictions.
 
-For each group: every finished trial's ``predictions.csv`` (its best epoch's forecasts on
-the test span) is read and aligned on the group's test span; the squared errors of the
+For each group: every finished trial's test predictions (its best epoch's forecasts on
+the test span, read by :func:`trainables.predictions.read_prediction_columns`) are read and aligned on the group's test span; the squared errors of the
 trials and of persistence (``y_persistence``, same rows) then feed
 
 - a Diebold–Mariano test of each finished trial against persistence (``dm_stat``,
@@ -37,11 +37,12 @@ from search_spaces.loader import format_errors
 from search_spaces.schema import DEFAULT_ALPHA, ReportOnly
 from trainables.data.candles import TIMEFRAMES
 from trainables.errors import RunError
-from trainables.records import excerpt, read_text
+from trainables.predictions import COLUMNS, SpanCache, has_predictions, read_prediction_columns
+from trainables.records import excerpt
 
 #: Size of the model confidence set's test (a 90 % set).
 MCS_SIZE = 0.10
-_COLUMNS = ["timestamp", "close", "y_true", "y_pred", "y_persistence"]
+_COLUMNS = list(COLUMNS)
 
 
 def report_alpha(run: Run) -> float:
@@ -74,7 +75,7 @@ class GroupLosses:
     Attributes:
         group: ``ASSET/TF``.
         horizon: forecast horizon (candles).
-        timestamps: the test samples (forecast origins), as written in ``predictions.csv``.
+        timestamps: the test samples (forecast origins, ISO text as the span file holds them).
         persistence: persistence's squared error per sample.
         trial_ids: the trials entered, one per column of ``losses``.
         losses: n × k squared errors.
@@ -95,33 +96,6 @@ class GroupLosses:
     reference: pd.DataFrame
     not_entered: dict[str, list[str]]
     excluded: dict[str, str]
-
-
-def read_predictions(path: Path) -> dict[str, np.ndarray]:
-    """The columns of a ``predictions.csv`` (timestamps as text, the rest as floats).
-
-    A plain split rather than ``pandas.read_csv``: a 1,000-trial report reads 1,000 of these
-    files, and pandas' per-call overhead was 2/3 of the report's test time.
-
-    Raises:
-        ValueError: no header, ragged rows, or a number that does not parse.
-        RunError: the file is missing, too big or not UTF-8.
-    """
-    lines = read_text(path).splitlines()  # size-capped, strict UTF-8 (RunError naming the line)
-    if not lines:
-        raise ValueError("empty file")
-    header = lines[0].strip().split(",")
-    rows = [ln.split(",") for ln in lines[1:] if ln.strip()]
-    if any(len(r) != len(header) for r in rows):
-        raise ValueError("rows with a different number of fields than the header")
-    cols = list(zip(*rows, strict=False)) if rows else [() for _ in header]
-    out: dict[str, np.ndarray] = {}
-    for name, col in zip(header, cols, strict=False):
-        if name == "timestamp":
-            out[name] = np.array(col, dtype=object)
-        elif name in _COLUMNS:
-            out[name] = np.array(col, dtype=np.float64)  # numpy parses the text; "" raises ValueError
-    return out
 
 
 def _span_ts(v: Any) -> pd.Timestamp | None:
@@ -147,6 +121,7 @@ def group_losses(run: Run, group: str) -> GroupLosses:
     not_entered: dict[str, list[str]] = {"stopped": [], "failed": [], "running": []}
     excluded: dict[str, str] = {}
     ref: dict[str, np.ndarray] | None = None
+    spans: SpanCache = {}  # the group's span file is read once, not once per trial
     ids: list[str] = []
     cols: list[np.ndarray] = []
     preds: list[np.ndarray] = []
@@ -154,11 +129,13 @@ def group_losses(run: Run, group: str) -> GroupLosses:
         if t.status != "finished":
             not_entered.setdefault(t.status, []).append(t.trial_id)
             continue
-        why, df = _check(t, first, last, n_test)
+        why, df = _check(t, first, last, n_test, spans)
         if df is not None and ref is not None:
-            if len(df["timestamp"]) != len(ref["timestamp"]) or not np.array_equal(df["timestamp"], ref["timestamp"]):
+            # Trials of one span file share its arrays: identity settles it without comparing rows.
+            if df["timestamp"] is not ref["timestamp"] and (
+                    len(df["timestamp"]) != len(ref["timestamp"]) or not np.array_equal(df["timestamp"], ref["timestamp"])):
                 why = "its test timestamps differ from the other trials' (another span or sample set)"
-            elif not np.allclose(df["y_true"], ref["y_true"], rtol=1e-6, atol=0.0):
+            elif df["y_true"] is not ref["y_true"] and not np.allclose(df["y_true"], ref["y_true"], rtol=1e-6, atol=0.0):
                 why = "its test labels differ from the other trials' (another target or data)"
         if why:
             excluded[t.trial_id] = why
@@ -179,32 +156,27 @@ def group_losses(run: Run, group: str) -> GroupLosses:
 
 
 def _check(t: Trial, first: pd.Timestamp | None, last: pd.Timestamp | None,
-           n_test: Any) -> tuple[str, dict[str, np.ndarray] | None]:
+           n_test: Any, spans: SpanCache) -> tuple[str, dict[str, np.ndarray] | None]:
     """(why the trial cannot enter or "", its predictions)."""
-    f = t.checkpoint / "predictions.csv" if t.checkpoint is not None else None
-    if f is None or not f.is_file():
-        return "no predictions.csv in its checkpoint", None
+    if t.checkpoint is None or not has_predictions(t.checkpoint):
+        return "no test predictions in its checkpoint", None
     try:
-        df = read_predictions(f)
-    except (OSError, ValueError, RunError) as e:
-        return f"unreadable predictions.csv ({excerpt(str(e).replace(str(f), 'the file'), 120, plain=True)})", None
+        df = read_prediction_columns(t.checkpoint, cache=spans)
+    except RunError as e:
+        return f"unreadable predictions ({excerpt(str(e).replace(str(t.checkpoint), 'the checkpoint'), 120, plain=True)})", None
     missing = set(_COLUMNS) - set(df)
     if missing:
-        return f"predictions.csv lacks column(s) {', '.join(sorted(missing))}", None
+        return f"its predictions lack column(s) {', '.join(sorted(missing))}", None
     ts = df["timestamp"]
     if isinstance(n_test, int) and len(ts) != n_test:
         return f"{len(ts)} prediction rows, the test span has {n_test} samples", None
-    if not len(ts):
-        return "predictions.csv has no rows", None
     if len(set(ts)) != len(ts):
-        return "predictions.csv repeats a timestamp", None
+        return "its predictions repeat a timestamp", None
     lo, hi = _span_ts(ts[0]), _span_ts(ts[-1])
     if first is not None and last is not None and (lo != first or hi != last):
         return (f"predictions cover {ts[0]} → {ts[-1]}, the test span is {first.isoformat()} → "
                 f"{last.isoformat()}"), None
-    if not all(np.all(np.isfinite(df[c])) for c in ("y_true", "y_pred", "y_persistence")):
-        return "NaN or infinite values in predictions.csv", None
-    return "", df
+    return "", df  # the reader refused NaN and infinities
 
 
 @dataclass

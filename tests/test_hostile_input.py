@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 import yaml
 
@@ -126,6 +127,59 @@ def setk(path: str, value: Any) -> Callable[[Any], Any]:
         else:
             node[keys[-1]] = value
         return d
+    return fn
+
+
+def npy(rel: str, fn: Callable[[int], Any]) -> Callable[[Path], None]:
+    """Replace a checkpoint's ``predictions.npy`` by ``fn(rows)`` (rows: what its ``predictions.json`` says)."""
+    def go(w: Path) -> None:
+        p = at(w, rel)
+        rows = json.loads((p.parent / "predictions.json").read_text())["rows"]
+        arr = fn(rows)
+        p.unlink()
+        if isinstance(arr, bytes):
+            p.write_bytes(arr)
+        else:
+            np.save(p, arr, allow_pickle=arr.dtype == object)
+    return go
+
+
+def old_csv(rel: str, data: str | bytes) -> Callable[[Path], None]:
+    """A checkpoint from before the compact predictions: only ``predictions.csv``, with ``data``."""
+    def go(w: Path) -> None:
+        p = at(w, rel)
+        for n in ("predictions.npy", "predictions.json"):
+            (p / n).unlink()
+        (p / "predictions.csv").write_bytes(data.encode() if isinstance(data, str) else data)
+    return go
+
+
+def np_ones(n: int, dtype: str) -> Any:
+    return np.ones(n, dtype=dtype)
+
+
+def np_object(n: int) -> Any:
+    """An object array: ``np.save`` pickles it; the reader must never unpickle it."""
+    return np.array([{"x": 1}] * n, dtype=object)
+
+
+def span_cell(row: int, col: int, value: str) -> Callable[[Path], None]:
+    """Set one cell of the group's test span file (row 1 = the first data line)."""
+    def go(w: Path) -> None:
+        p = w / "run" / "test_span" / "BTC-USDT_1d.csv"
+        lines = p.read_text().split("\n")
+        cells = lines[row].split(",")
+        cells[col] = value
+        lines[row] = ",".join(cells)
+        p.write_text("\n".join(lines))
+    return go
+
+
+def _nan_at(i: int) -> Callable[[int], Any]:
+    def fn(n: int) -> Any:
+        a = np.ones(n)
+        a[i] = np.nan
+        return a
     return fn
 
 
@@ -242,6 +296,7 @@ def fixed(*args: str) -> Callable[[Path], list[str]]:
 
 
 T = "run/{trial}"  # the winning trial's folder (filled in per case)
+C = f"{T}/checkpoint_000000"  # its checkpoint
 W = f"winners/{GROUP}"  # the registry's published version (a link, followed)
 S = f"{W}/selection"
 P = f"{W}/production"
@@ -296,10 +351,50 @@ CASES: list[Case] = [
     Case("result-not-utf8", replace(f"{T}/result.json", b"\n{", b"\n\xff{"), report, "line 2, byte 1: not UTF-8"),
     Case("result-folder", folder(f"{T}/result.json"), report, "result.json: is a folder"),
     # run folder: the rest
-    Case("predictions-garbage", write(f"{T}/checkpoint_000000/predictions.csv", "timestamp,y_true\n\x00,zz\n"),
-         report, "predictions.csv"),
-    Case("predictions-not-utf8", write(f"{T}/checkpoint_000000/predictions.csv", b"timestamp,y\xff\n"), report,
-         "predictions.csv: line 1, byte 12"),
+    # run folder: a checkpoint's test predictions, old form (predictions.csv) ...
+    Case("predictions-garbage", old_csv(C, "timestamp,y_true\n\x00,zz\n"), report, "predictions.csv"),
+    Case("predictions-not-utf8", old_csv(C, b"timestamp,y\xff\n"), report, "predictions.csv: line 1, byte 12"),
+    Case("predictions-csv-nan", old_csv(C, "timestamp,y_true,y_pred\n2025-01-01T00:00:00Z,1,1\n"
+                                           "2025-01-02T00:00:00Z,1,nan\n"), report,
+         "predictions.csv: line 3: y_pred: expected a finite number; got 'nan'"),
+    Case("predictions-csv-ragged", old_csv(C, "timestamp,y_true,y_pred\n2025-01-01T00:00:00Z,1\n"), report,
+         "predictions.csv: line 2: 2 fields, the header has 3"),
+    # ... and compact: predictions.npy + predictions.json, and the group's test_span/ file
+    Case("predictions-npy-pickle", npy(f"{C}/predictions.npy", lambda n: np_object(n)), report,
+         "predictions.npy: not a float64 .npy array of"),
+    Case("predictions-npy-truncated", truncate(f"{C}/predictions.npy"), report, "predictions.npy: not a float64"),
+    Case("predictions-npy-not-npy", npy(f"{C}/predictions.npy", lambda n: b"PK\x03\x04" + b"\0" * 64), report,
+         "predictions.npy: not a float64 .npy array"),
+    Case("predictions-npy-float32", npy(f"{C}/predictions.npy", lambda n: np_ones(n, "<f4")), report,
+         "dtype <f4; expected float64"),
+    Case("predictions-npy-ints", npy(f"{C}/predictions.npy", lambda n: np_ones(n, "<i8")), report, "dtype <i8"),
+    Case("predictions-npy-2d", npy(f"{C}/predictions.npy", lambda n: np_ones(n, "<f8").reshape(n, 1)), report,
+         "predictions.npy: not a float64 .npy array"),
+    Case("predictions-npy-short", npy(f"{C}/predictions.npy", lambda n: np_ones(n - 1, "<f8")), report,
+         "predictions.json says rows"),
+    Case("predictions-npy-nan", npy(f"{C}/predictions.npy", _nan_at(3)), report,
+         "predictions.npy: forecast 3: expected a finite number; got nan"),
+    Case("predictions-npy-too-large", npy(f"{C}/predictions.npy", lambda n: np_ones(n + 1000, "<f8")), report,
+         "bytes; files over"),
+    Case("predictions-npy-missing", remove(f"{C}/predictions.npy"), report, "predictions.npy: file not found"),
+    Case("predictions-json-truncated", truncate(f"{C}/predictions.json"), report, "predictions.json: line 1"),
+    Case("predictions-json-rows-text", edit_json(f"{C}/predictions.json", setk("rows", "9")), report,
+         "predictions.json: rows"),
+    Case("predictions-json-rows-past-span", edit_json(f"{C}/predictions.json", lambda d: {**d, "rows": d["rows"] + 1}),
+         report, "run past the end of test_span/BTC-USDT_1d.csv"),
+    Case("predictions-json-first-unknown", edit_json(f"{C}/predictions.json", setk("first", "1999-01-01T00:00:00Z")),
+         report, "first: '1999-01-01T00:00:00Z' is not a timestamp of test_span/BTC-USDT_1d.csv"),
+    Case("predictions-json-span-escapes", edit_json(f"{C}/predictions.json", setk("span", "../../../etc/passwd.csv")),
+         report, "predictions.json: span"),
+    Case("predictions-json-format-2", edit_json(f"{C}/predictions.json", setk("format", 2)), report,
+         "predictions.json: format"),
+    Case("test-span-missing", remove("run/test_span/BTC-USDT_1d.csv"), report, "BTC-USDT_1d.csv: file not found"),
+    Case("test-span-truncated", truncate("run/test_span/BTC-USDT_1d.csv"), report, "BTC-USDT_1d.csv"),
+    Case("test-span-no-close", replace("run/test_span/BTC-USDT_1d.csv", b"close,", b"klose,"), report,
+         "BTC-USDT_1d.csv: header: missing column close"),
+    Case("test-span-nan", span_cell(2, 2, "nan"), report, "BTC-USDT_1d.csv: line 3: y_true: expected a finite number"),
+    Case("test-span-ragged", span_cell(2, 2, "1,2"), report, "BTC-USDT_1d.csv: line 3: 5 fields, the header has 4"),
+    Case("export-predictions-npy-truncated", truncate(f"{C}/predictions.npy"), export, "predictions.npy"),
     Case("report-is-a-file", write("run/report", "x"), report, "report"),
     Case("run-dir-is-a-file", write("run", "x"), report, "run: is a file, not a run folder"),
     Case("run-dir-missing", remove("run"), report, "no such run directory"),

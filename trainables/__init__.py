@@ -10,4 +10,7 @@
 - ``records``, ``run_files``: the one layer that reads back the files we wrote (size cap,
   strict UTF-8, exact line/column, pydantic shapes, one-line errors) and the shapes of the
   run-folder files (``groups.json``, ``params.json``, ``result.json``, ``scaler.json``).
+- ``predictions``: a trial's test-span forecasts (compact ``predictions.npy`` + the group's
+  shared ``test_span/`` file) and the one reader that returns them as the full table, old
+  ``predictions.csv`` checkpoints included.
 """

@@ -67,9 +67,12 @@ from search_spaces.loader import load_spec, validate_raw
 from search_spaces.recipes import data_recipes
 from trainables.errors import RunError, TunefactoryError
 from trainables.pipeline import DataRecipe
+from trainables.predictions import CSV, predictions_csv, read_predictions
 from trainables.records import Record, read_json, read_yaml
 
-ARTIFACTS = ("model.keras", "scaler.json", "predictions.csv")
+#: The selection model's files in a registry entry; ``predictions.csv`` is the full test-span
+#: table (written from the run's compact forecasts, :mod:`trainables.predictions`).
+ARTIFACTS = ("model.keras", "scaler.json", CSV)
 SELECTION = "selection"
 PRODUCTION = "production"
 
@@ -157,12 +160,27 @@ def _production(dst: Path, refit: Refit, recipe: DataRecipe, config: dict[str, A
     return {"production": info, "trained_through": info["trained_through"]}
 
 
+def selection_table(t: Trial) -> str:
+    """The text of the registry's ``selection/predictions.csv`` for a winning trial.
+
+    A run keeps compact forecasts plus a shared span file (:mod:`trainables.predictions`);
+    a registry entry is self-contained and read by people, so it gets the full table as
+    text: the same text the per-trial writer produced before the compact form.
+
+    Raises:
+        RunError: the trial's predictions are missing or damaged (one line).
+    """
+    assert t.checkpoint is not None
+    return predictions_csv(read_predictions(t.checkpoint))
+
+
 def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
-                  refit: Refit | None = None) -> dict[str, Any]:
+                  refit: Refit | None = None, table: str | None = None) -> dict[str, Any]:
     """Write every file of a winner into ``dst`` (flushed to disk); return its metrics.
 
-    The scored model goes to ``selection/``; with ``refit``, the production model is
-    trained into ``production/`` too.
+    The scored model goes to ``selection/`` (``table``: its ``predictions.csv``, read
+    beforehand; None: read now); with ``refit``, the production model is trained into
+    ``production/`` too.
     """
     g = run.groups[t.group]
     ck = t.checkpoint
@@ -170,7 +188,10 @@ def _write_winner(dst: Path, run: Run, t: Trial, recipe: DataRecipe,
     sel = dst / SELECTION
     sel.mkdir()
     for name in ARTIFACTS:
-        shutil.copy2(ck / name, sel / name)
+        if name == CSV:
+            write_text(sel / CSV, table if table is not None else selection_table(t))
+        else:
+            shutil.copy2(ck / name, sel / name)
         fsync_file(sel / name)
     if (ck / "trial.json").is_file():
         shutil.copy2(ck / "trial.json", sel / "trial.json")
@@ -371,6 +392,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         raise RunError(f"{reg}: registry exists and is not a folder")
     _check_history(reg)
     recipes = run_recipes(run)
+    tables = {group: selection_table(t) for group, t in best.items()}  # damaged: refused before anything is written
     reg.mkdir(parents=True, exist_ok=True)
     lines = []
     for group, t in sorted(best.items()):
@@ -399,7 +421,7 @@ def export_run(run_dir: Path | str, registry: Path | str = "winners", *, force: 
         tmp = vdir / f".tmp-{stamp}-{os.getpid()}"
         tmp.mkdir()
         try:
-            metrics = _write_winner(tmp, run, t, recipes[group], refit)
+            metrics = _write_winner(tmp, run, t, recipes[group], refit, tables[group])
             version = vdir / f"{stamp}-{t.trial_id}"
             os.replace(tmp, version)
             fsync_dir(vdir)

@@ -153,7 +153,7 @@ def test_report_export_forecast_json(small_run: Path, tmp_path: Path, capsys: py
     assert e["registry"] == str(reg) and [g["group"] for g in e["groups"]] == ["BTC-USDT/1d"]
     assert e["groups"][0]["message"]
 
-    pred = pd.read_csv(next(run.glob("trial_*/checkpoint_*/predictions.csv")))
+    pred = pd.read_csv(reg / "BTC-USDT_1d" / "selection" / "predictions.csv")
     at = (pd.Timestamp(pred["timestamp"].iloc[-1]) + pd.Timedelta(days=1)).strftime("%Y-%m-%dT%H:%MZ")
     f = _json(capsys, "forecast", "--asset", "BTC-USDT", "--timeframe", "1d", "--registry", str(reg),
               "--model", "selection", "--at", at, "--json")

@@ -72,3 +72,22 @@ def test_raising_and_diverging_trials_fail_with_reason_and_sweep_finishes(
         assert text.count("Failure #") == 2, text[:2000]
         reason = t.error or ""
         assert reason and (reason in board or reason.replace('"', '""') in board)
+
+    # The groups' shared test spans went to object storage beside the trials (through
+    # pyarrow, like groups.json), and the finished trial's compact forecasts read back
+    # against them there (the local mirror leaves checkpoints in storage).
+    from cluster.run_folder import write_test_spans
+    from trainables.predictions import read_predictions, span_csv
+
+    spans = run_in_store / "test_span"
+    assert sorted(p.name for p in spans.iterdir()) == ["BTC-USDT_1d.csv", "ETH-USDT_1d.csv", "SOL-USDT_1d.csv"]
+    ck = next((run_in_store / trials["BTC-USDT/1d"].path.name).glob("checkpoint_*"))
+    assert len(read_predictions(ck)) == load_run(local).groups["BTC-USDT/1d"]["samples"]["test"]
+    # A resume adds the span files a run from before the compact predictions lacks, and
+    # rewrites none that exist.
+    prepared = real(load_spec(spec_file).spec)
+    (spans / "BTC-USDT_1d.csv").unlink()
+    (spans / "ETH-USDT_1d.csv").write_text("kept\n")
+    write_test_spans(f"{storage}/failures", prepared, only_missing=True)
+    assert (spans / "BTC-USDT_1d.csv").read_text() == span_csv(prepared["BTC-USDT/1d"])
+    assert (spans / "ETH-USDT_1d.csv").read_text() == "kept\n"

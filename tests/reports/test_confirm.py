@@ -17,6 +17,7 @@ from reports.confirmation import NOT_DISTINGUISHABLE, aggregate, read_runs
 from reports.statistics import diebold_mariano
 from tests.reports.conftest import copy_run
 from trainables.errors import RunError
+from trainables.predictions import read_predictions, span_file
 
 
 @pytest.fixture(scope="module")
@@ -193,7 +194,9 @@ def test_confirmation_on_a_tiny_run_matches_a_recomputation(small_run: Path, tmp
     per_fold: dict[int, list[np.ndarray]] = {}
     for d in exp.glob("trial_*"):
         e = plan[json.loads((d / "params.json").read_text())["index"]]
-        pred = pd.read_csv(next(d.glob("checkpoint_*")) / "predictions.csv")
+        pred = read_predictions(next(d.glob("checkpoint_*")))  # compact, against the fold's span file
+        assert len(pred) == sum(1 for _ in (exp / "test_span" / span_file(f"{e['group']}#fold{e['fold']}")
+                                            ).open()) - 1
         diff = ((pred["y_pred"] - pred["y_true"]) ** 2 - (pred["y_persistence"] - pred["y_true"]) ** 2).to_numpy()
         one = diebold_mariano(diff, np.zeros_like(diff), horizon=1)
         assert by_index.loc[e["index"], "dm_pvalue"] == pytest.approx(one.pvalue)

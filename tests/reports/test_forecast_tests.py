@@ -6,6 +6,7 @@ import json
 import math
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 import yaml
@@ -17,6 +18,7 @@ from reports.forecast_tests import GroupTests, group_losses, report_alpha
 from reports.statistics import DMResult, MCSResult, SPAResult, diebold_mariano
 from tests.reports.conftest import copy_run, winner_dir
 from trainables.errors import RunError
+from trainables.predictions import predictions_csv, read_predictions
 
 GROUP = "BTC-USDT/1d"
 
@@ -29,9 +31,13 @@ def test_report_shows_dm_and_spa_in_every_file(built_run: Path) -> None:
     assert len(trials) == 4
     for rec in trials:  # every trial of the tiny run finished: each has its DM test
         assert 0.0 <= rec["dm_pvalue"] <= 1.0 and math.isfinite(rec["dm_stat"])
-    # The winner's DM, recomputed from its predictions.csv on disk.
+    # The winner's DM, recomputed from its predictions on disk (compact: its own forecasts
+    # plus the group's shared test span).
     win = winner_dir(built_run)
-    pred = pd.read_csv(next(win.glob("checkpoint_*")) / "predictions.csv")
+    ck = next(win.glob("checkpoint_*"))
+    assert not (ck / "predictions.csv").exists()
+    span = pd.read_csv(built_run / "test_span" / "BTC-USDT_1d.csv")
+    pred = span.assign(y_pred=np.load(ck / "predictions.npy", allow_pickle=False))
     dm = diebold_mariano((pred["y_pred"] - pred["y_true"]) ** 2, (pred["y_persistence"] - pred["y_true"]) ** 2,
                          horizon=1)
     rec = next(r for r in trials if r["trial_id"] == win.name.removeprefix("trial_"))
@@ -58,11 +64,22 @@ def test_report_shows_dm_and_spa_in_every_file(built_run: Path) -> None:
     assert f"class=\"dsr\">{d['deflated_sharpe'] * 100:.1f}%" in html
 
 
+def _as_old_csv(ck: Path) -> Path:
+    """Turn a checkpoint's compact predictions into the old ``predictions.csv`` (same table)."""
+    f = ck / "predictions.csv"
+    f.write_text(predictions_csv(read_predictions(ck)))
+    (ck / "predictions.npy").unlink()
+    (ck / "predictions.json").unlink()
+    return f
+
+
 def test_trial_whose_predictions_miss_test_rows_is_excluded_and_listed(small_run: Path, tmp_path: Path) -> None:
     run = copy_run(small_run, tmp_path / "run")
     win = winner_dir(run)
     others = sorted(d for d in run.glob("trial_*") if d != win)
-    short, shifted = (next(d.glob("checkpoint_*")) / "predictions.csv" for d in others[:2])
+    # Old-format checkpoints (predictions.csv) enter beside compact ones (the winner's): the
+    # third one does; the first two are damaged.
+    short, shifted, _ = (_as_old_csv(next(d.glob("checkpoint_*"))) for d in others)
     lines = short.read_text().splitlines(keepends=True)
     short.write_text("".join(lines[:10] + lines[11:]))  # one test row missing
     df = pd.read_csv(shifted)

@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pandas as pd
 
 from trainables.evaluation.scores import span_scores
 from trainables.features.dataset import Prepared, Scaler, fit_scaler, labels, windows
 from trainables.models import build_model
+from trainables.predictions import write_predictions
 from trainables.trial import keras_runtime
 from trainables.trial.config import TrialConfig
 from trainables.trial.keras_runtime import Sink
@@ -152,22 +152,19 @@ def fit_fixed_epochs(config: TrialConfig | Mapping[str, Any], data: Prepared, *,
 
 def save_artifacts(out: Path, model: Any, scaler: Scaler, data: Prepared, config: TrialConfig,
                    test_pred: np.ndarray) -> None:
-    """Write ``model.keras``, ``scaler.json``, ``trial.json`` and ``predictions.csv`` into ``out``."""
+    """Write ``model.keras`` and :func:`save_trial_files` into ``out``."""
     out.mkdir(parents=True, exist_ok=True)
     keras_runtime.save_model(model, out / "model.keras")
     save_trial_files(out, scaler, data, config, test_pred)
 
 
 def save_trial_files(out: Path, scaler: Scaler, data: Prepared, config: TrialConfig, test_pred: np.ndarray) -> None:
-    """The checkpoint files besides the model: ``scaler.json``, ``trial.json``, ``predictions.csv``."""
+    """The checkpoint files besides the model: ``scaler.json``, ``trial.json`` and the test forecasts.
+
+    The forecasts go in the compact form (:func:`trainables.predictions.write_predictions`:
+    ``predictions.npy`` + ``predictions.json``); the test rows every trial of the group
+    shares are the driver's ``test_span/`` file, named by the trial's dataset key.
+    """
     (out / "scaler.json").write_text(json.dumps({**scaler.to_json(), "columns": list(config.columns)}))
     (out / "trial.json").write_text(json.dumps(config.to_dict(), default=str, indent=1))
-    idx = data.test_idx
-    pd.DataFrame({
-        # The candle the forecast is made from (its open time; the forecast uses its close).
-        "timestamp": pd.to_datetime(data.timestamps[idx], utc=True).strftime("%Y-%m-%dT%H:%M:%SZ"),
-        "close": data.close[idx],
-        "y_true": data.y[idx],
-        "y_pred": test_pred,
-        "y_persistence": data.persistence[idx],
-    }).to_csv(out / "predictions.csv", index=False, float_format="%.10g")
+    write_predictions(out, data, group=config.group, test_pred=test_pred)

@@ -58,8 +58,12 @@ def test_run_trial_reports_every_epoch_and_saved_model_reproduces_test_predictio
     scaler = Scaler.from_json(json.loads((tmp_path / "scaler.json").read_text()))
     x = windows(btc, btc.column_index(cfg.columns), btc.test_idx, cfg.lookback, scaler)
     pred = predict_eager(load_model(tmp_path / "model.keras"), x).astype(np.float64) * scaler.y_std + scaler.y_mean
-    saved = pd.read_csv(tmp_path / "predictions.csv")["y_pred"].to_numpy()
+    saved = np.load(tmp_path / "predictions.npy", allow_pickle=False)
+    assert saved.dtype == np.float64 and not (tmp_path / "predictions.csv").exists()
     np.testing.assert_allclose(pred, saved, rtol=1e-5, atol=1e-7)
+    assert json.loads((tmp_path / "predictions.json").read_text()) == {
+        "format": 1, "span": "BTC-USDT_1d.csv", "first": btc.span(btc.test_idx)[0][:16] + ":00Z",
+        "rows": len(btc.test_idx)}
 
 
 def test_load_model_registers_the_custom_layers_itself(tmp_path: Path) -> None:
@@ -110,20 +114,26 @@ def test_fit_fixed_epochs_trains_exactly_n_epochs_on_every_sample_and_is_seeded(
 
 def test_synthetic_trial_reports_and_saves_what_a_real_trial_does(btc: Prepared, tmp_path: Path) -> None:
     """The driver benchmark's stand-in (trainables.trial.synthetic) must look like a real trial to the driver."""
+    from trainables.predictions import COLUMNS, SPAN_DIR, read_predictions, span_csv, span_file
     from trainables.trial.fit import run_trial, trial_config
     from trainables.trial.synthetic import synthetic_trial
 
     cfg = trial_config(_cfg(), btc)
     real_rows: list[dict[str, Any]] = []
     fake_rows: list[dict[str, Any]] = []
-    real = run_trial(cfg, btc, sink=real_rows.append, save_dir=tmp_path / "real")
-    fake = synthetic_trial(cfg, btc, sink=fake_rows.append, save_dir=tmp_path / "fake", epochs=2)
+    real_dir, fake_dir = tmp_path / "trial_real" / "checkpoint_000000", tmp_path / "trial_fake" / "checkpoint_000000"
+    real = run_trial(cfg, btc, sink=real_rows.append, save_dir=real_dir)
+    fake = synthetic_trial(cfg, btc, sink=fake_rows.append, save_dir=fake_dir, epochs=2)
     assert [sorted(r) for r in fake_rows] == [sorted(r) for r in real_rows]
     assert sorted(fake) == sorted(real)
     assert fake["val_rmse_best"] == min(r["val_rmse"] for r in fake_rows)
-    assert sorted(p.name for p in (tmp_path / "fake").iterdir()) == sorted(p.name for p in (tmp_path / "real").iterdir())
-    real_csv = pd.read_csv(tmp_path / "real" / "predictions.csv")
-    fake_csv = pd.read_csv(tmp_path / "fake" / "predictions.csv")
-    assert list(fake_csv.columns) == list(real_csv.columns) and len(fake_csv) == len(real_csv)
+    assert sorted(p.name for p in fake_dir.iterdir()) == sorted(p.name for p in real_dir.iterdir())
+    # Both read back through the one reader, against the span file the driver writes.
+    (tmp_path / SPAN_DIR).mkdir()
+    (tmp_path / SPAN_DIR / span_file(cfg.group)).write_text(span_csv(btc))
+    real_pred, fake_pred = read_predictions(real_dir), read_predictions(fake_dir)
+    assert list(real_pred.columns) == list(COLUMNS) == list(fake_pred.columns)
+    assert len(real_pred) == len(fake_pred) == len(btc.test_idx)
+    pd.testing.assert_frame_equal(real_pred.drop(columns="y_pred"), fake_pred.drop(columns="y_pred"))
     again = synthetic_trial(cfg, btc, sink=lambda row: None, save_dir=None, epochs=2)  # seeded: reproducible
     assert {k: v for k, v in again.items() if "seconds" not in k} == {k: v for k, v in fake.items() if "seconds" not in k}
