@@ -427,10 +427,10 @@ def test_the_readme_shrink_example_validates_on_the_demo_spec() -> None:
     (line,) = [ln for ln in (root / "README.md").read_text().splitlines() if ln.startswith("`--set ")]
     words = shlex.split(line.strip("`"))
     overrides = [w for w in words if w != "--set"]
-    assert len(overrides) == len(words) // 2 >= 3 and "training.max_epochs=3" in overrides
+    assert len(overrides) == len(words) // 2 >= 3 and "training.max_epochs=2" in overrides
     spec = load_spec(root / "search_spaces" / "laptop.yaml", overrides).spec
-    assert spec.training.max_epochs == 3 and spec.data.assets == ["BTC-USDT"]
+    assert spec.training.max_epochs == 2 and spec.data.assets == ["BTC-USDT"]
     # without the grace-period override the error names the --set to add
-    with pytest.raises(SpecError, match=r"scheduler\.grace_period: must be <= training\.max_epochs \(3\); got \d+; "
+    with pytest.raises(SpecError, match=r"scheduler\.grace_period: must be <= training\.max_epochs \(2\); got \d+; "
                                         r"add --set scheduler\.grace_period=1"):
         load_spec(root / "search_spaces" / "laptop.yaml", [o for o in overrides if "grace" not in o])
