@@ -131,11 +131,27 @@ class GroupedSearcher(Searcher):
         """Trials over all groups."""
         return self.budget * len(self.groups)
 
+    def set_max_concurrency(self, max_concurrent: int) -> bool:
+        """Hold ``search.max_concurrent`` here rather than in Ray's ``ConcurrencyLimiter``.
+
+        The limiter keeps its own set of live trials, which is saved with nothing: after
+        ``resume`` it silently dropped the completion of every trial that was in flight at
+        the snapshot, so their Optuna studies never learnt their scores (and the journal,
+        the report's Optuna plots and importance missed them). This searcher's ``live`` map
+        is saved and reconciled (``cluster.experiment_state``), so it counts those trials.
+        Returning True tells the limiter to pass every call through.
+        """
+        self.max_concurrent = max_concurrent
+        return True
+
     def suggest(self, trial_id: str) -> dict[str, Any] | None:
         reissue = getattr(self, "reissue", {})  # a searcher pickled before reissue existed has none
         open_groups = [g for g in self.groups if self.issued[g] < self.budget or reissue.get(g)]
         if not open_groups:
             return Searcher.FINISHED  # type: ignore[return-value]
+        limit = getattr(self, "max_concurrent", 0)
+        if limit and len(self.live) >= limit:
+            return None  # Tune asks again when a trial ends
         g = min(open_groups, key=lambda x: (self.issued[x] - len(reissue.get(x, [])), self.groups.index(x)))
         if reissue.get(g):
             n = reissue[g].pop(0)

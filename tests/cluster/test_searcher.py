@@ -125,3 +125,34 @@ def test_searcher_state_is_json_and_restores_the_studies(tmp_path: Path, tiny_sp
     strip = ("seed", "trial_number")
     firsts = [{k: v for k, v in c.items() if k not in strip} for c in configs]
     assert not all({k: v for k, v in c.items() if k not in strip} in firsts for c in more)  # no replay
+
+
+def test_max_concurrent_is_held_by_the_searcher_so_resumed_trials_reach_optuna(tmp_path: Path,
+                                                                               tiny_spec_text: str) -> None:
+    """Ray's ConcurrencyLimiter forgot, on resume, the trials in flight at the snapshot and
+    dropped their completions; the searcher now limits concurrency itself (real limiter)."""
+    from ray.tune.search import ConcurrencyLimiter
+
+    from cluster.searcher import GroupedSearcher
+    from search_spaces.loader import load_spec
+
+    raw = yaml.safe_load(tiny_spec_text)
+    raw["search"].update(num_samples=6, algorithm="optuna-tpe")
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(tmp_path / "s.yaml").spec
+    a = ConcurrencyLimiter(GroupedSearcher(spec, metric="val_ratio_best", mode="min"), max_concurrent=2)
+    assert isinstance(a.suggest("t0"), dict) and isinstance(a.suggest("t1"), dict)
+    assert a.suggest("t2") is None  # two in flight: no third
+    a.on_trial_complete("t0", {"val_ratio_best": 0.9})
+    assert isinstance(a.suggest("t2"), dict)
+    a.searcher.save(str(tmp_path / "state.pkl"))  # t1 and t2 in flight at the snapshot
+
+    fresh = GroupedSearcher(spec, metric="val_ratio_best", mode="min")  # what resume brings back
+    fresh.restore(str(tmp_path / "state.pkl"))
+    b = ConcurrencyLimiter(fresh, max_concurrent=2)  # Tune wraps it again, with an empty live set
+    assert b.suggest("u0") is None  # t1 and t2 still count
+    b.on_trial_complete("t1", {"val_ratio_best": 0.7})
+    b.on_trial_complete("t2", {"val_ratio_best": 0.8})
+    study = fresh.studies["BTC-USDT/1d"]
+    assert [t.value for t in study.trials] == [0.9, 0.7, 0.8]  # Optuna learnt both resumed trials
+    assert isinstance(b.suggest("u0"), dict) and isinstance(b.suggest("u1"), dict) and b.suggest("u2") is None
