@@ -171,6 +171,11 @@ def print_table(rows: list[dict[str, Any]], tolerance: float) -> bool:
         worst = f"max ratio {max(ratios):.2f}" if ratios else "no seed reached it"
         print(f"  {g:<13} {'MET' if met else 'NOT MET':<8} {worst}; never reached in {never} of {len(rs)} seeds; "
               f"default final vs reference {', '.join(format(r['default_vs_reference_pct'], '+.2f') for r in rs)} %")
+    ep = sum(r["default_epochs_total"] for r in rows) / max(1, sum(r["reference_epochs_total"] for r in rows))
+    wall = [r["default_wall_total"] / r["reference_wall_total"] for r in rows if r["reference_wall_total"] > 0]
+    print(f"\nwhole sweeps: the default spent {ep:.2f} of the reference's trial-epochs"
+          + (f" and {min(wall):.2f}-{max(wall):.2f} of its wall time (per seed; a trial's fixed cost - "
+             "start-up, tracing, checkpoint - does not shrink with its epochs)" if wall else ""))
     return ok
 
 
