@@ -164,7 +164,15 @@ class GroupedSearcher(Searcher):
             cfg["seed"] = seed
             self.live[trial_id] = (g, None)
         else:
-            ot = self.studies[g].ask()
+            study = self.studies[g]
+            fams = list(self.spec.model.families)
+            if (getattr(self.spec.search, "balance_families", False) and len(fams) > 1
+                    and not study.get_trials(deepcopy=False, states=(optuna.trial.TrialState.WAITING,))):
+                # The family by trial number (reissued numbers get theirs again), the rest by
+                # the sampler within that family's parameters. Only when no point of
+                # points_to_evaluate is queued: those are asked first, as written.
+                study.enqueue_trial({"family": fams[n % len(fams)]})
+            ot = study.ask()
             cfg = suggest_config(self.spec, ot, group=g, seed=seed)
             self.live[trial_id] = (g, ot)
         cfg["trial_number"] = n

@@ -156,3 +156,29 @@ def test_max_concurrent_is_held_by_the_searcher_so_resumed_trials_reach_optuna(t
     study = fresh.studies["BTC-USDT/1d"]
     assert [t.value for t in study.trials] == [0.9, 0.7, 0.8]  # Optuna learnt both resumed trials
     assert isinstance(b.suggest("u0"), dict) and isinstance(b.suggest("u1"), dict) and b.suggest("u2") is None
+
+
+@pytest.mark.parametrize("algorithm", ["optuna-tpe", "random"])
+def test_balance_families_gives_every_family_its_turn_after_the_queued_points(tmp_path: Path, tiny_spec_text: str,
+                                                                             algorithm: str) -> None:
+    from cluster.searcher import GroupedSearcher
+    from search_spaces.loader import load_spec
+
+    raw = yaml.safe_load(tiny_spec_text)
+    raw["model"]["families"]["lstm"] = {"units": 8}
+    raw["search"].update(num_samples=10, algorithm=algorithm, n_startup_trials=2, balance_families=True,
+                         points_to_evaluate=[{"family": "gru"}])
+    (tmp_path / "s.yaml").write_text(yaml.safe_dump(raw))
+    spec = load_spec(tmp_path / "s.yaml").spec
+    s = GroupedSearcher(spec, metric="val_ratio_best", mode="min")
+    fams = []
+    for i in range(10):
+        cfg = s.suggest(f"t{i}")
+        assert isinstance(cfg, dict)
+        fams.append(cfg["family"])
+        s.on_trial_complete(f"t{i}", {"val_ratio_best": 0.5 if cfg["family"] == "mlp" else 1.0})
+    # The queued point first (trial 0), then the families by trial number, although TPE left
+    # alone would settle on mlp, the family that scored best.
+    order = list(spec.model.families)
+    assert len(order) == 3 and fams == ["gru"] + [order[n % 3] for n in range(1, 10)]
+    assert [t.params["family"] for t in s.studies["BTC-USDT/1d"].trials] == fams  # Optuna records what ran

@@ -304,7 +304,7 @@ def test_random_invalid_spec_raises_spec_error(raw: dict[str, Any]) -> None:
     "split": ["train", "val", "test", "val_start", "test_start"], "window": ["lookback"],
     "features": ["pool", "min_size", "max_size", "always"], "model": ["families"],
     "training": ["max_epochs", "patience", "batch_size", "learning_rate", "loss", "optimizer", "jit_compile"],
-    "search": ["algorithm", "num_samples", "seed", "max_concurrent", "points_to_evaluate"],
+    "search": ["algorithm", "num_samples", "seed", "max_concurrent", "points_to_evaluate", "balance_families"],
     "scheduler": ["kind", "max_t", "grace_period", "reduction_factor"],
     "resources": ["cpus", "gpus", "max_failures"]}.items() for k in ks] + SECTIONS + ["name", "storage"]),
     junk=JUNK)
