@@ -173,7 +173,12 @@ def print_table(rows: list[dict[str, Any]], tolerance: float) -> bool:
               f"default final vs reference {', '.join(format(r['default_vs_reference_pct'], '+.2f') for r in rs)} %")
     ep = sum(r["default_epochs_total"] for r in rows) / max(1, sum(r["reference_epochs_total"] for r in rows))
     wall = [r["default_wall_total"] / r["reference_wall_total"] for r in rows if r["reference_wall_total"] > 0]
-    print(f"\nwhole sweeps: the default spent {ep:.2f} of the reference's trial-epochs"
+    hit = [r["epoch_ratio"] for r in rows if r["epoch_ratio"] is not None]
+    gaps = [r["default_vs_reference_pct"] for r in rows]
+    print(f"\nall (group, seed) cases: reached the target in {len(hit)} of {len(rows)}, within 1/3 of the reference's "
+          f"epochs in {sum(x <= 1 / 3 for x in hit)}; final best vs the reference {sum(gaps) / len(gaps):+.2f} % on "
+          f"average, worse than the target in {sum(g > 100 * tolerance for g in gaps)}")
+    print(f"whole sweeps: the default spent {ep:.2f} of the reference's trial-epochs"
           + (f" and {min(wall):.2f}-{max(wall):.2f} of its wall time (per seed; a trial's fixed cost - "
              "start-up, tracing, checkpoint - does not shrink with its epochs)" if wall else ""))
     return ok
@@ -211,6 +216,9 @@ def print_noise_floor(rows: list[dict[str, Any]]) -> None:
         third = sum(r["epoch_ratio"] <= 1 / 3 for r in hits)
         print(f"  {g:<13} reached in {len(hits)} of {len(rs)} pairs, within 1/3 of the epochs in {third}; "
               f"final vs target's best {', '.join(format(r['other_vs_target_pct'], '+.2f') for r in rs)} %")
+    hit = [r for r in rows if r["epoch_ratio"] is not None]
+    print(f"  all groups    reached in {len(hit)} of {len(rows)} pairs, within 1/3 of the epochs in "
+          f"{sum(r['epoch_ratio'] <= 1 / 3 for r in hit)}: what luck alone allows a search as good as the reference")
 
 
 def plot(all_curves: list[Curve], path: Path) -> None:
