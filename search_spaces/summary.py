@@ -32,6 +32,12 @@ def _scheduler(s: Spec) -> str:
             f"max_t {s.max_t})")
 
 
+def _balanced(s: Spec) -> str:
+    if s.search.balance_families and len(s.model.families) > 1 and s.search.algorithm != "grid":
+        return f" (balanced: each gets 1 trial in {len(s.model.families)})"
+    return ""
+
+
 def summary(loaded: LoadedSpec) -> str:
     """One paragraph: what the sweep covers and costs."""
     s = loaded.spec
@@ -41,7 +47,7 @@ def summary(loaded: LoadedSpec) -> str:
         f"{loaded.path}: OK. Sweep '{loaded.name}' covers {len(s.data.assets)} asset(s) "
         f"({', '.join(s.data.assets)}) x {len(s.data.timeframes)} timeframe(s) ({', '.join(s.data.timeframes)}) "
         f"= {groups} group(s); target {s.target.kind} at horizon {s.target.horizon}; {_split(s)}; families "
-        f"{', '.join(s.model.families)}; lookback {s.window.lookback.describe()}; indicator pool of "
+        f"{', '.join(s.model.families)}{_balanced(s)}; lookback {s.window.lookback.describe()}; indicator pool of "
         f"{len(s.features.pool)} ({n_subsets(s):,} subsets of size {s.features.lower}..{s.features.upper}); "
         f"{s.search.algorithm} with {per:,} trial(s) per group = {per * groups:,} trials of up to "
         f"{s.max_t} epochs (patience {s.training.patience.describe()}, {_scheduler(s)}); "
