@@ -153,7 +153,7 @@ class SearchSection(Section):
     n_startup_trials: Int = Field(default=5, ge=0)
     #: Give every model family the same number of trials (round-robin by trial number) and
     #: let TPE search within each. Measured on 4 daily groups x 3 seeds x 60 configs
-    #: (benchmarks/time_to_quality.py): without it TPE put 50-58 of 60 trials into one
+    #: (benchmarks/time_to_quality.py): without it TPE put 54-58 of 60 trials into one
     #: family in 10 of 12 cases, chosen from its first few noisy scores, and its final best
     #: missed random search's best +0.2 % in 5 of 12 cases (2 of 12 with it). A leaderboard
     #: that compares families needs every family tried, too.
