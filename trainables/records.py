@@ -120,35 +120,52 @@ def read_bytes(path: Path | str, *, limit: int = MAX_BYTES, error: ErrorType = R
 _CHUNK = 1 << 20
 
 
-def gunzip(raw: bytes, *, path: Path, limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> bytes:
-    """Decompress a gzip file's bytes, stopping as soon as the output passes ``limit``.
+def inflate(raw: bytes, *, limit: int) -> tuple[bytes, str | None]:
+    """Decompress every gzip member of ``raw`` in chunks, stopping once the output passes ``limit``.
 
-    A gzip bomb (a few hundred KB that expand to GBs) is refused after ``limit`` bytes
-    of output, not after all of them.
+    The one decompression loop (``read_bytes`` and the data-table reader word their own
+    errors from its result): a gzip bomb (a few hundred KB that expand to GBs) stops after
+    ``limit`` bytes of output, not after all of them.
+
+    Returns:
+        ``(output so far, problem)``: ``problem`` is None for a whole stream, ``"limit"``,
+        ``"truncated"`` (it ends inside a member) or ``"corrupt: <zlib's reason>"``.
     """
     out: list[bytes] = []
     total = 0
     data = raw
-    try:
-        while data:
-            d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member (files may hold several)
+    while data:
+        d = zlib.decompressobj(16 + zlib.MAX_WBITS)  # one gzip member (files may hold several)
+        try:
             while True:
                 chunk = d.decompress(data, _CHUNK)
                 total += len(chunk)
                 if total > limit:
-                    raise _fail(error, path, f"expands to more than {limit:,} bytes when decompressed; "
-                                "refused", hint)
+                    return b"".join(out), "limit"
                 out.append(chunk)
                 data = d.unconsumed_tail
                 # A full chunk may leave output pending even when all input was consumed.
                 if d.eof or (not data and len(chunk) < _CHUNK):
                     break
-            if not d.eof:
-                raise _fail(error, path, "gzip stream is truncated or corrupt (it ends inside a member)", hint)
-            data = d.unused_data
-    except zlib.error as e:
-        raise _fail(error, path, f"gzip stream is truncated or corrupt ({e})", hint) from None
-    return b"".join(out)
+        except zlib.error as e:
+            return b"".join(out), f"corrupt: {e}"
+        if not d.eof:
+            return b"".join(out), "truncated"
+        # Like the gzip module: more members may follow; trailing zero padding is ignored.
+        data = d.unused_data.lstrip(b"\x00")
+    return b"".join(out), None
+
+
+def gunzip(raw: bytes, *, path: Path, limit: int = MAX_BYTES, error: ErrorType = RunError, hint: str = "") -> bytes:
+    """:func:`inflate`, with a broken or oversized stream refused in one line."""
+    out, problem = inflate(raw, limit=limit)
+    if problem == "limit":
+        raise _fail(error, path, f"expands to more than {limit:,} bytes when decompressed; refused", hint)
+    if problem == "truncated":
+        raise _fail(error, path, "gzip stream is truncated or corrupt (it ends inside a member)", hint)
+    if problem is not None:
+        raise _fail(error, path, f"gzip stream is truncated or corrupt ({problem.removeprefix('corrupt: ')})", hint)
+    return out
 
 
 def position(raw: bytes | str, offset: int) -> tuple[int, int]:
@@ -387,6 +404,6 @@ def finite(value: float) -> float:
     return value
 
 
-__all__ = ["MAX_BYTES", "Record", "check", "decode", "dotted", "excerpt", "finite", "gunzip",
+__all__ = ["MAX_BYTES", "Record", "check", "decode", "dotted", "excerpt", "finite", "gunzip", "inflate",
            "parse_json", "parse_yaml", "position", "read_bytes", "read_csv", "read_json", "read_jsonl", "read_text",
            "read_yaml"]

@@ -20,7 +20,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -32,7 +31,7 @@ import pandas as pd
 from trainables.data.candles import TIMEFRAMES
 from trainables.data.timestamps import check_aligned, check_increasing, line_of, parse_utc
 from trainables.errors import DataError
-from trainables.records import MAX_BYTES, decode, excerpt, read_bytes
+from trainables.records import MAX_BYTES, decode, excerpt, inflate, read_bytes
 
 _DAY = pd.Timedelta(days=1)
 # Columns of a funding-rate file: ``source`` (which repository/download a row came from)
@@ -65,32 +64,17 @@ class MetricTable:
 
 
 def _gunzip(path: Path, data: bytes) -> bytes:
-    """Decompress every gzip member; a truncated or corrupt stream names the last good line."""
-    out: list[bytes] = []
-    total = 0
-    while data:
-        d = zlib.decompressobj(wbits=31)
-        try:
-            while True:  # in chunks: a gzip bomb is refused once it passes MAX_BYTES, not after
-                chunk = d.decompress(data, 1 << 20)
-                total += len(chunk)
-                if total > MAX_BYTES:
-                    raise DataError(f"{path}: expands to more than {MAX_BYTES:,} bytes when decompressed; refused")
-                out.append(chunk)
-                data = d.unconsumed_tail
-                if d.eof or (not data and len(chunk) < 1 << 20):
-                    break
-        except zlib.error as e:
-            line = b"".join(out).count(b"\n") + 1
-            raise DataError(f"{path}: line {line}: gzip stream is corrupt ({e}); "
-                            "re-download or re-compress the file") from None
-        if not d.eof:
-            good = b"".join(out).count(b"\n")
-            raise DataError(f"{path}: line {good + 1}: gzip stream is truncated (it ends after line {good}); "
-                            "re-download or re-compress the file")
-        # Like the gzip module: more members may follow; trailing zero padding is ignored.
-        data = d.unused_data.lstrip(b"\x00")
-    return b"".join(out)
+    """Decompress every gzip member (:func:`trainables.records.inflate`); a truncated or
+    corrupt stream names the last good line."""
+    out, problem = inflate(data, limit=MAX_BYTES)
+    if problem == "limit":
+        raise DataError(f"{path}: expands to more than {MAX_BYTES:,} bytes when decompressed; refused")
+    if problem is not None:
+        good = out.count(b"\n")
+        what = (f"truncated (it ends after line {good})" if problem == "truncated"
+                else f"corrupt ({problem.removeprefix('corrupt: ')})")
+        raise DataError(f"{path}: line {good + 1}: gzip stream is {what}; re-download or re-compress the file")
+    return out
 
 
 def _read_text(path: Path, expected: str) -> str:
