@@ -246,7 +246,8 @@ def _load_npy(path: Path, rows: int) -> np.ndarray:
 
 
 def read_prediction_columns(checkpoint: Path, *, cache: SpanCache | None = None) -> dict[str, np.ndarray]:
-    """The test-span table of a checkpoint as columns (see :func:`read_predictions`).
+    """The test-span table of a checkpoint as columns (see :func:`read_predictions`): finite
+    numbers, no timestamp twice.
 
     When the forecasts cover their whole span file, the shared columns are the cached
     arrays themselves (the same objects for every trial of the group), so callers can
@@ -257,6 +258,8 @@ def read_prediction_columns(checkpoint: Path, *, cache: SpanCache | None = None)
         if (checkpoint / CSV).exists():  # a checkpoint written before the compact form
             cols = read_table(checkpoint / CSV, required=REQUIRED, optional=("close", "y_persistence"),
                               hint=TRIAL_HINT)
+            if len(set(cols["timestamp"])) != len(cols["timestamp"]):  # span files are checked in _span
+                raise RunError(f"{checkpoint / CSV}: repeats a timestamp; {TRIAL_HINT}")
             return {c: cols[c] for c in COLUMNS if c in cols}
         raise RunError(f"{checkpoint}: no test predictions ({NPY} or {CSV}); {TRIAL_HINT}")
     meta: dict[str, Any] = read_json(meta_file, PredictionsMeta, hint=TRIAL_HINT)

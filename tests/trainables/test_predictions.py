@@ -97,6 +97,14 @@ def test_an_old_csv_without_close_and_persistence_still_reads(btc: Prepared, tmp
     assert df["y_pred"].tolist() == [1.0, 1.002] and df["timestamp"].tolist()[1] == "2025-01-02T00:00:00Z"
 
 
+def test_an_old_csv_that_repeats_a_timestamp_is_refused_in_one_line(btc: Prepared, tmp_path: Path) -> None:
+    ck = _checkpoint(tmp_path, "x")
+    (ck / "predictions.csv").write_text("timestamp,y_true,y_pred\n2025-01-01T00:00:00Z,1.01,1\n"
+                                        "2025-01-01T00:00:00Z,0.99,1.002\n")
+    with pytest.raises(RunError, match=r"predictions\.csv: repeats a timestamp; restore or remove that trial folder"):
+        read_predictions(ck)
+
+
 def test_forecasts_align_to_their_first_timestamp_and_share_the_cached_span(btc: Prepared, tmp_path: Path) -> None:
     exp = _experiment(tmp_path / "run", btc)
     pred = _forecasts(btc, seed=1)
